@@ -1,0 +1,1 @@
+"""mmgraph.graph"""
