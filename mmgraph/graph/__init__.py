@@ -1,1 +1,72 @@
-"""mmgraph.graph"""
+"""Graph construction: from images and text to one heterogeneous PyG graph."""
+
+from mmgraph.graph.boxes import (
+    box_geometry,
+    box_iou,
+    grid_boxes,
+    normalize_boxes,
+    pairwise_geometry,
+    validate_boxes,
+)
+from mmgraph.graph.builder import GraphBuilder, Sample, sample_from_data, sample_to_data
+from mmgraph.graph.cross import complete_cross_edges, grounded_cross_edges, topk_cross_edges
+from mmgraph.graph.regions import (
+    Regions,
+    regions_from_detections,
+    regions_from_feature_map,
+    regions_from_scene_graph,
+    scene_graph_vocabularies,
+)
+from mmgraph.graph.spatial import (
+    complete_edges,
+    complete_edges_batch,
+    knn_edges,
+    knn_edges_batch,
+    spatial_relations,
+    spatial_relations_batch,
+    spatial_relations_reference,
+)
+from mmgraph.graph.text import (
+    ParsedText,
+    SequentialParser,
+    SpacyParser,
+    build_vocabulary,
+    dependency_edges,
+    make_parser,
+)
+from mmgraph.graph.vocab import Vocabulary
+
+__all__ = [
+    "GraphBuilder",
+    "ParsedText",
+    "Regions",
+    "Sample",
+    "SequentialParser",
+    "SpacyParser",
+    "Vocabulary",
+    "box_geometry",
+    "box_iou",
+    "build_vocabulary",
+    "complete_cross_edges",
+    "complete_edges",
+    "complete_edges_batch",
+    "dependency_edges",
+    "grid_boxes",
+    "grounded_cross_edges",
+    "knn_edges",
+    "knn_edges_batch",
+    "make_parser",
+    "normalize_boxes",
+    "pairwise_geometry",
+    "regions_from_detections",
+    "regions_from_feature_map",
+    "regions_from_scene_graph",
+    "sample_from_data",
+    "sample_to_data",
+    "scene_graph_vocabularies",
+    "spatial_relations",
+    "spatial_relations_batch",
+    "spatial_relations_reference",
+    "topk_cross_edges",
+    "validate_boxes",
+]

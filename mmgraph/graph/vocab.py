@@ -49,7 +49,7 @@ class Vocabulary:
         min_count: int = 1,
         max_size: int | None = None,
         specials: Sequence[str] = SPECIALS,
-    ) -> "Vocabulary":
+    ) -> Vocabulary:
         """Counts tokens over ``corpus`` (an iterable of token lists) and keeps
         those seen at least ``min_count`` times, most frequent first (ties in
         alphabetical order, so the result is deterministic)."""
@@ -90,7 +90,7 @@ class Vocabulary:
         return {"specials": list(self.specials), "tokens": self.itos[len(self.specials) :]}
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "<dict>") -> "Vocabulary":
+    def from_dict(cls, d: dict, source: str = "<dict>") -> Vocabulary:
         try:
             return cls(d["tokens"], specials=d["specials"])
         except (KeyError, TypeError) as e:
@@ -112,7 +112,7 @@ class Vocabulary:
             raise
 
     @classmethod
-    def load(cls, path: Union[str, Path]) -> "Vocabulary":
+    def load(cls, path: Union[str, Path]) -> Vocabulary:
         path = Path(path)
         try:
             with open(path, encoding="utf-8") as f:
