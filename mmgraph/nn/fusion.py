@@ -1,0 +1,266 @@
+"""One step of interleaved intra-modal message passing and cross-modal attention."""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Union
+
+from torch import Tensor, nn
+
+from mmgraph.errors import InputError
+from mmgraph.nn.cross_attention import CrossModalAttention
+from mmgraph.nn.relation_gat import RelationGATConv
+from mmgraph.nn.scatter import num_graphs as count_graphs
+from mmgraph.typing import NODE_TYPES, REGION, REGION_TO_TOKEN, TOKEN, TOKEN_TO_REGION, EdgeType, OptTensor
+
+__all__ = ["FusionBlock", "FeedForward", "edge_type_key"]
+
+
+def edge_type_key(edge_type: EdgeType) -> str:
+    """The :class:`~torch.nn.ModuleDict` key of an edge type, ``"src__rel__dst"`` (as in PyG's ``to_hetero``)."""
+    return "__".join(edge_type)
+
+
+class FeedForward(nn.Sequential):
+    r"""The position-wise feed-forward network of a transformer block:
+    :math:`\mathbf{W}_2\,\mathrm{Dropout}(\mathrm{GELU}(\mathbf{W}_1\mathbf{x}))`.
+
+    Args:
+        hidden (int): Input and output size.
+        ffn_ratio (int, optional): Inner size is ``ffn_ratio * hidden``. (default: :obj:`4`)
+        dropout (float, optional): Dropout after the activation. (default: :obj:`0.0`)
+    """
+
+    def __init__(self, hidden: int, ffn_ratio: int = 4, dropout: float = 0.0):
+        super().__init__(
+            nn.Linear(hidden, ffn_ratio * hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_ratio * hidden, hidden),
+        )
+
+    def reset_parameters(self) -> None:
+        self[0].reset_parameters()
+        self[3].reset_parameters()
+
+
+class FusionBlock(nn.Module):
+    r"""One block of the interleaved multi-modal graph encoder: relation-aware
+    message passing inside each modality, cross-modal attention between
+    them, then a feed-forward network, each a pre-norm residual sub-layer
+    (`Xiong et al. 2020 <https://arxiv.org/abs/2002.04745>`_). For node type
+    :math:`t` with states :math:`\mathbf{X}_t`:
+
+    .. math::
+        \mathbf{X}_t &\leftarrow \mathbf{X}_t + \mathrm{Dropout}\Big(
+            \sum_{(s, r, t)} \mathrm{RelationGAT}_{(s,r,t)}\big(\mathrm{LN}(\mathbf{X}_s)\big)\Big)
+            \quad \text{(intra: over the configured edge types into } t)
+
+        \mathbf{X}_{\mathrm{region}} &\leftarrow \mathbf{X}_{\mathrm{region}} + \mathrm{Dropout}\big(
+            \mathrm{CrossAttn}_{\mathrm{token} \to \mathrm{region}}(\mathrm{LN}(\mathbf{X}_{\mathrm{token}}),
+            \mathrm{LN}(\mathbf{X}_{\mathrm{region}}))\big)
+            \quad \text{(and the same from regions to tokens, both from the states before either update)}
+
+        \mathbf{X}_t &\leftarrow \mathbf{X}_t + \mathrm{Dropout}\big(\mathrm{FFN}_t(\mathrm{LN}(\mathbf{X}_t))\big)
+
+    The layout follows the interleaved two-stream designs of ViLBERT / LXMERT
+    with graph message passing inside each stream, as ReGAT (relation-aware
+    region graph) and LCGN (language-conditioned graph) do. Every node type
+    in :data:`~mmgraph.typing.NODE_TYPES` has its own layer norms and FFN.
+
+    **What the dicts hold** (all keys are constants of :mod:`mmgraph.typing`;
+    a PyG ``Batch`` of ``HeteroData`` provides them as ``batch.x_dict``,
+    ``batch.edge_index_dict``, ``batch.collect('edge_type')``,
+    ``batch.collect('edge_attr')``, ``batch.batch_dict``):
+
+    * ``x_dict[node_type]`` — ``[N_t, hidden]`` float node states for
+      :data:`~mmgraph.typing.REGION` and :data:`~mmgraph.typing.TOKEN` (already
+      embedded to ``hidden``; token ids must be embedded by the encoder).
+      Other node types pass through unchanged. A missing type is skipped.
+    * ``edge_index_dict[edge_type]`` — ``[2, E]`` (source, target) int64.
+      Intra-modal types (``src == dst``, e.g. :data:`~mmgraph.typing.SPATIAL_EDGE`,
+      :data:`~mmgraph.typing.SEMANTIC_EDGE`, :data:`~mmgraph.typing.DEP_EDGE`)
+      are used when listed in ``num_relations``; others are ignored, so one
+      data set serves ablations that drop an edge type.
+      :data:`~mmgraph.typing.TOKEN_TO_REGION` / :data:`~mmgraph.typing.REGION_TO_TOKEN`
+      carry the cross attention; the value ``None`` (key present) means
+      complete edges within each graph without building them. A missing
+      cross type switches that direction off for this call.
+    * ``edge_type_dict[edge_type]`` — ``[E]`` int64 relation classes in
+      ``0 .. num_relations[edge_type] - 1`` (spatial classes 1..12 need
+      ``num_relations=NUM_SPATIAL_CLASSES``; dependency labels with reverse
+      edges need ``2 * NUM_DEP_LABELS``). Missing: every edge is class 0.
+    * ``edge_attr_dict[edge_type]`` — ``[E, edge_dim]`` float (relative box
+      geometry, :data:`~mmgraph.typing.GEOMETRY_DIM`); used for the types the
+      block has an ``edge_dim`` for, skipped when missing.
+    * ``batch_dict[node_type]`` — ``[N_t]`` sorted graph ids. Needed when the
+      batch holds more than one graph (cross attention stays within a graph,
+      ``cond`` is gathered through it); ``None`` means a single graph.
+    * ``cond`` — ``[B, cond_dim]`` per-graph condition (e.g. the pooled
+      question) for question-adaptive attention of the relation layers.
+
+    Args:
+        hidden (int): Size of every node state.
+        heads (int): Attention heads (must divide ``hidden``).
+        num_relations (dict): ``{edge_type: number of relation classes}`` for
+            each intra-modal edge type that gets a :class:`RelationGATConv`.
+        edge_dim (dict or int, optional): ``{edge_type: edge_attr size}``, or
+            one size for every type in ``num_relations``. (default: :obj:`None`)
+        cond_dim (int, optional): Size of ``cond``; ``None`` for no
+            conditioning. (default: :obj:`None`)
+        dropout (float, optional): Dropout on attention weights, residual
+            branches and inside the FFN. (default: :obj:`0.1`)
+        ffn_ratio (int, optional): FFN inner size over ``hidden``. (default: :obj:`4`)
+        intra (bool, optional): Run the intra-modal sub-layer. (default: :obj:`True`)
+        cross (bool, optional): Run the cross-modal sub-layer. (default: :obj:`True`)
+        num_bases (int, optional): Relation-specific message matrices through
+            this many bases in every :class:`RelationGATConv`; ``None`` shares
+            one matrix and tells relations apart by bias terms. (default: :obj:`None`)
+
+    Shapes:
+        - **input:** as above
+        - **output:** a new dict ``{node_type: [N_t, hidden]}`` with the
+          same keys as ``x_dict`` (the input dict is not modified).
+    """
+
+    def __init__(
+        self,
+        hidden: int,
+        heads: int,
+        num_relations: Mapping[EdgeType, int],
+        edge_dim: Union[Mapping[EdgeType, int], int, None] = None,
+        cond_dim: Optional[int] = None,
+        dropout: float = 0.1,
+        ffn_ratio: int = 4,
+        intra: bool = True,
+        cross: bool = True,
+        num_bases: Optional[int] = None,
+    ):
+        super().__init__()
+        if hidden % heads != 0:
+            raise InputError(f"FusionBlock: hidden={hidden} is not divisible by heads={heads}.")
+        for edge_type in num_relations:
+            if edge_type[0] != edge_type[-1]:
+                raise InputError(
+                    f"FusionBlock: num_relations lists {edge_type}, which joins two node types; list only "
+                    "intra-modal edge types there (cross edges always use CrossModalAttention)."
+                )
+        self.hidden = hidden
+        self.heads = heads
+        self.num_relations = dict(num_relations)
+        self.edge_dim = edge_dim
+        self.cond_dim = cond_dim
+        self.dropout = dropout
+        self.ffn_ratio = ffn_ratio
+        self.intra = intra
+        self.cross = cross
+        self.num_bases = num_bases
+
+        self.convs = nn.ModuleDict()
+        self.norm_intra = nn.ModuleDict()
+        if intra:
+            for edge_type, count in self.num_relations.items():
+                dim = edge_dim.get(edge_type) if isinstance(edge_dim, Mapping) else edge_dim
+                self.convs[edge_type_key(edge_type)] = RelationGATConv(
+                    hidden,
+                    hidden // heads,
+                    count,
+                    heads=heads,
+                    edge_dim=dim,
+                    cond_dim=cond_dim,
+                    dropout=dropout,
+                    num_bases=num_bases,
+                )
+            for node_type in sorted({edge_type[-1] for edge_type in self.num_relations}):
+                self.norm_intra[node_type] = nn.LayerNorm(hidden)
+        self.attn = nn.ModuleDict()
+        self.norm_cross = nn.ModuleDict()
+        if cross:
+            for edge_type in (TOKEN_TO_REGION, REGION_TO_TOKEN):
+                self.attn[edge_type_key(edge_type)] = CrossModalAttention(hidden, heads, dropout=dropout)
+            for node_type in NODE_TYPES:
+                self.norm_cross[node_type] = nn.LayerNorm(hidden)
+        self.norm_ffn = nn.ModuleDict({node_type: nn.LayerNorm(hidden) for node_type in NODE_TYPES})
+        self.ffn = nn.ModuleDict(
+            {node_type: FeedForward(hidden, ffn_ratio, dropout) for node_type in NODE_TYPES}
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def reset_parameters(self) -> None:
+        for group in (self.convs, self.norm_intra, self.attn, self.norm_cross, self.norm_ffn, self.ffn):
+            for module in group.values():
+                module.reset_parameters()
+
+    def forward(
+        self,
+        x_dict: Mapping[str, Tensor],
+        edge_index_dict: Mapping[EdgeType, Optional[Tensor]],
+        edge_type_dict: Optional[Mapping[EdgeType, Tensor]] = None,
+        edge_attr_dict: Optional[Mapping[EdgeType, Tensor]] = None,
+        batch_dict: Optional[Mapping[str, Tensor]] = None,
+        cond: OptTensor = None,
+    ) -> Dict[str, Tensor]:
+        """Runs the block; see the class docstring for what each dict holds."""
+        x_dict = dict(x_dict)
+        edge_type_dict = edge_type_dict or {}
+        edge_attr_dict = edge_attr_dict or {}
+        batch_dict = batch_dict or {}
+        if self.intra:
+            self._intra(x_dict, edge_index_dict, edge_type_dict, edge_attr_dict, batch_dict, cond)
+        if self.cross and REGION in x_dict and TOKEN in x_dict:
+            self._cross(x_dict, edge_index_dict, batch_dict, cond)
+        for node_type in NODE_TYPES:
+            if node_type in x_dict:
+                x = x_dict[node_type]
+                x_dict[node_type] = x + self.drop(self.ffn[node_type](self.norm_ffn[node_type](x)))
+        return x_dict
+
+    def _intra(self, x_dict, edge_index_dict, edge_type_dict, edge_attr_dict, batch_dict, cond) -> None:
+        normed = {
+            node_type: norm(x_dict[node_type])
+            for node_type, norm in self.norm_intra.items()
+            if node_type in x_dict
+        }
+        update: Dict[str, Tensor] = {}
+        for edge_type in self.num_relations:
+            node_type = edge_type[0]
+            edge_index = edge_index_dict.get(edge_type)
+            if edge_index is None or node_type not in normed:
+                continue
+            out = self.convs[edge_type_key(edge_type)](
+                normed[node_type],
+                edge_index,
+                edge_type=edge_type_dict.get(edge_type),
+                edge_attr=edge_attr_dict.get(edge_type),
+                cond=cond,
+                batch=batch_dict.get(node_type),
+            )
+            update[node_type] = out if node_type not in update else update[node_type] + out
+        for node_type, out in update.items():
+            x_dict[node_type] = x_dict[node_type] + self.drop(out)
+
+    def _cross(self, x_dict, edge_index_dict, batch_dict, cond) -> None:
+        normed = {node_type: self.norm_cross[node_type](x_dict[node_type]) for node_type in NODE_TYPES}
+        num_graphs = cond.size(0) if cond is not None else count_graphs(*batch_dict.values())
+        update: Dict[str, Tensor] = {}
+        for edge_type in (TOKEN_TO_REGION, REGION_TO_TOKEN):
+            if edge_type not in edge_index_dict:
+                continue
+            src, _, dst = edge_type
+            update[dst] = self.attn[edge_type_key(edge_type)](
+                normed[src],
+                normed[dst],
+                edge_index_dict[edge_type],
+                batch_src=batch_dict.get(src),
+                batch_dst=batch_dict.get(dst),
+                num_graphs=num_graphs,
+            )
+        # Both directions read the states from before either update.
+        for node_type, out in update.items():
+            x_dict[node_type] = x_dict[node_type] + self.drop(out)
+
+    def __repr__(self) -> str:
+        relations = ", ".join(f"{edge_type[1]}={count}" for edge_type, count in self.num_relations.items())
+        return (
+            f"{self.__class__.__name__}({self.hidden}, heads={self.heads}, relations=({relations}), "
+            f"intra={self.intra}, cross={self.cross})"
+        )
