@@ -49,8 +49,11 @@ def random_boxes(num_images: int, num_regions: int, size=(640.0, 480.0), seed=0)
     g = torch.Generator().manual_seed(seed)
     w, h = size
     xy = torch.rand(num_images, num_regions, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
-    wh = torch.rand(num_images, num_regions, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3]) + 4.0
-    return torch.cat([xy, xy + wh], dim=-1)  # [B, R, 4]
+    wh = (
+        torch.rand(num_images, num_regions, 2, generator=g) * torch.tensor([w * 0.3 - 4.0, h * 0.3 - 4.0])
+        + 4.0
+    )
+    return torch.cat([xy, xy + wh], dim=-1)  # [B, R, 4], inside the image
 
 
 def sentences(n: int, length: int, seed: int = 0):

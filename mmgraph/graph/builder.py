@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -238,11 +238,13 @@ class GraphBuilder(BaseTransform):
             out.append(p)
         return out
 
-    def _region_edges(self, regions: Sequence[Regions]) -> List[Dict[tuple, Tuple[Tensor, Optional[Tensor]]]]:
+    def _region_edges(self, regions: Sequence[Regions]) -> List[Dict[tuple, tuple]]:
         """Region-region edges of every image, computed in one batched pass
-        per kind and split back per image (local node indices)."""
+        per kind (edges and their box geometry) and split back per image
+        into ``(edge_index, edge_type or None, edge_attr or None)`` with local
+        node indices."""
         boxes = [r.boxes for r in regions]
-        parts: List[Dict[tuple, Tuple[Tensor, Optional[Tensor]]]] = [{} for _ in regions]
+        parts: List[Dict[tuple, tuple]] = [{} for _ in regions]
         batches = {}
         if "spatial" in self.region_edges:
             image_sizes = [r.image_size for r in regions]
@@ -251,9 +253,16 @@ class GraphBuilder(BaseTransform):
             batches[IMPLICIT_EDGE] = knn_edges_batch(boxes, self.knn_k, self_loops=self.self_loops)
         elif "complete" in self.region_edges:
             batches[IMPLICIT_EDGE] = complete_edges_batch([r.num_regions for r in regions], self.self_loops)
+        all_boxes = torch.cat(boxes) if batches and self.geometry else None
         for edge_type, batch in batches.items():
-            for part, edges in zip(parts, batch.split()):
-                part[edge_type] = edges
+            counts = batch.edge_ptr.diff().tolist()
+            attrs = (
+                box_geometry(all_boxes, batch.edge_index).split(counts)
+                if all_boxes is not None
+                else [None] * len(parts)
+            )
+            for part, (ei, et), attr in zip(parts, batch.split(), attrs):
+                part[edge_type] = (ei, et, attr)
         return parts
 
     def _assemble(self, s: Sample, parsed: ParsedText, region_parts: dict) -> HeteroData:
@@ -268,12 +277,12 @@ class GraphBuilder(BaseTransform):
             data[REGION].label = r.labels
         if r.attrs is not None:
             data[REGION].attr = r.attrs
-        for edge_type, (ei, et) in region_parts.items():
+        for edge_type, (ei, et, attr) in region_parts.items():
             data[edge_type].edge_index = ei
             if et is not None:
                 data[edge_type].edge_type = et
-            if self.geometry:
-                data[edge_type].edge_attr = box_geometry(r.boxes, ei)
+            if attr is not None:
+                data[edge_type].edge_attr = attr
         if r.semantic_edge_index is not None:
             data[SEMANTIC_EDGE].edge_index = r.semantic_edge_index
             data[SEMANTIC_EDGE].edge_type = r.semantic_edge_type
