@@ -1,4 +1,4 @@
-"""The ``mmgraph`` command: ``mmgraph quickstart | generate | inspect``.
+"""The ``mmgraph`` command: ``mmgraph quickstart | generate``.
 
 Each sub-command is a thin wrapper over the package's functions; ``--help``
 on each says what it takes.
@@ -127,6 +127,49 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    if args.kind == "synthetic":
+        from mmgraph.datasets.synthetic import generate_dataset
+
+        meta = generate_dataset(
+            args.out,
+            num_images=args.images,
+            questions_per_image=args.questions,
+            captions_per_image=args.captions,
+            seed=args.seed,
+            image_size=args.image_size,
+            max_objects=args.max_objects,
+        )
+        seconds = time.perf_counter() - t0
+        counts = meta["counts"]
+        images = sum(c["images"] for c in counts.values())
+        questions = sum(c["questions"] for c in counts.values())
+        print(
+            f"wrote the synthetic benchmark to {args.out} in {seconds:.1f} s ({images / seconds:,.0f} images/s)"
+        )
+        for split, c in counts.items():
+            print(
+                f"   {split:<5} {c['images']:>6,} images {c['questions']:>8,} questions "
+                f"{c['captions']:>7,} captions {c['negatives']:>7,} hard negatives"
+            )
+        print(f"   {questions:,} questions in all; families: {', '.join(meta['vocab']['families'])}")
+    else:
+        from mmgraph.datasets.sort_of_clevr import generate_sort_of_clevr
+
+        out = Path(args.out)
+        if out.suffix != ".pickle":
+            out = out / "sort_of_clevr.pickle"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        generate_sort_of_clevr(out, args.train, args.test, seed=args.seed, ternary=args.ternary)
+        seconds = time.perf_counter() - t0
+        print(
+            f"wrote Sort-of-CLEVR ({args.train:,} train + {args.test:,} test images"
+            f"{', with ternary questions' if args.ternary else ''}) to {out} in {seconds:.1f} s"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mmgraph", description="Graph-based vision-and-language reasoning.")
     ap.add_argument("--version", action="version", version=f"mmgraph {__version__}")
@@ -148,6 +191,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--draw", metavar="PNG", help="also draw the first graph to this PNG file")
     q.set_defaults(func=cmd_quickstart)
+
+    g = sub.add_parser(
+        "generate",
+        help="write a data set made by the package (synthetic scenes or Sort-of-CLEVR)",
+        description="Writes a data set offline: 'synthetic' (our CLEVR-like scenes: PNG images, scene graphs, "
+        "questions with programs, captions with hard negatives, as JSON) or 'sort-of-clevr' (the Relation "
+        "Networks benchmark's pickle format).",
+    )
+    g.add_argument("kind", choices=("synthetic", "sort-of-clevr"), help="which data set")
+    g.add_argument("out", help="output folder (sort-of-clevr: a folder or a .pickle path)")
+    g.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    g.add_argument(
+        "--images", type=int, default=1000, help="synthetic: images over all splits (default: 1000)"
+    )
+    g.add_argument("--questions", type=int, default=10, help="synthetic: questions per image (default: 10)")
+    g.add_argument("--captions", type=int, default=4, help="synthetic: captions per image (default: 4)")
+    g.add_argument(
+        "--image-size", type=int, default=128, help="synthetic: image side in pixels (default: 128)"
+    )
+    g.add_argument(
+        "--max-objects", type=int, default=6, help="synthetic: most objects per scene (default: 6)"
+    )
+    g.add_argument("--train", type=int, default=9800, help="sort-of-clevr: training images (default: 9800)")
+    g.add_argument("--test", type=int, default=200, help="sort-of-clevr: test images (default: 200)")
+    g.add_argument("--ternary", action="store_true", help="sort-of-clevr: add the ternary questions")
+    g.set_defaults(func=cmd_generate)
     return ap
 
 

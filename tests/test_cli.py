@@ -40,3 +40,15 @@ def test_bad_arguments_exit_with_usage():
         [sys.executable, "-m", "mmgraph.cli", "quickstart", "--parser", "x"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_generate_synthetic_and_sort_of_clevr(capsys, tmp_path):
+    from mmgraph.datasets import load_synthetic, read_sort_of_clevr
+
+    assert main(["generate", "synthetic", str(tmp_path / "syn"), "--images", "10", "--questions", "2"]) == 0
+    assert "wrote the synthetic benchmark" in capsys.readouterr().out
+    scenes, questions, _ = load_synthetic(tmp_path / "syn", "train")
+    assert len(scenes) == 8 and len(questions) == 16
+    assert main(["generate", "sort-of-clevr", str(tmp_path / "soc"), "--train", "4", "--test", "2"]) == 0
+    train, test = read_sort_of_clevr(tmp_path / "soc" / "sort_of_clevr.pickle")
+    assert len(train) == 4 and len(test) == 2

@@ -1,0 +1,202 @@
+r"""Sort-of-CLEVR as a PyG data set of graphs: pixels on a grid of region nodes, English questions.
+
+From `"A simple neural network module for relational reasoning"
+<https://arxiv.org/abs/1706.01427>`_ (Santoro et al., NeurIPS 2017); the file
+format and the reader are in :mod:`mmgraph.datasets.sort_of_clevr`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch_geometric.data import HeteroData
+
+from mmgraph.datasets.base import GraphDataset, PathLike, file_fingerprint
+from mmgraph.datasets.sort_of_clevr import (
+    SORT_OF_CLEVR_ANSWERS,
+    SortOfClevrSample,
+    generate_sort_of_clevr,
+    read_sort_of_clevr,
+)
+from mmgraph.errors import InputError
+from mmgraph.graph.boxes import grid_boxes
+from mmgraph.graph.builder import GraphBuilder, Sample
+from mmgraph.graph.regions import Regions
+from mmgraph.graph.vocab import PAD, UNK, Vocabulary
+
+
+class SortOfClevr(GraphDataset):
+    r"""Sort-of-CLEVR questions, one graph per question, over the pixels of
+    its image.
+
+    Region nodes are the cells of a ``grid x grid`` grid over the image
+    (``box`` from :func:`~mmgraph.graph.boxes.grid_boxes`, no ``x``): the
+    model computes their features from ``image`` (``uint8 [1, 3, 75, 75]``,
+    RGB; batched ``[B, 3, 75, 75]``) with a CNN whose output grid they are,
+    as Relation Networks do with its 5 x 5 grid of 24-channel cells. Token
+    nodes are the English form of the one-hot question (e.g. "What is the
+    shape of the object closest to the red object?") with its dependency
+    arcs. ``y`` indexes :attr:`answers`, which holds Sort-of-CLEVR's ten
+    answers in their fixed file order (``yes``, ``no``, ``rectangle``,
+    ``circle``, ``0`` .. ``5``) after the ``<pad>`` and ``<unk>`` every
+    answer vocabulary starts with: ``y = 2 + `` the file's answer index.
+    Graph-level attributes: ``family`` (``"nonrel"``, ``"rel"`` or
+    ``"ternary"``), ``subtype`` (0..2, see the table in
+    :mod:`mmgraph.datasets.sort_of_clevr`), ``answer`` and ``image_index``
+    (the image's place in its split).
+
+    Raw layout: ``root/sort_of_clevr.pickle`` (``file=``), the pickle of the
+    public generator (``(train, test)`` lists of samples), read without
+    running code from it (:func:`~mmgraph.datasets.sort_of_clevr.read_sort_of_clevr`).
+    With ``generate={...}`` a missing file is written by
+    :func:`~mmgraph.datasets.sort_of_clevr.generate_sort_of_clevr` with those
+    arguments (offline, seeded).
+
+    Splits: ``"train"`` and ``"test"`` as in the file; ``"val"`` is the
+    last ``val_images`` images of the file's training list, and ``"train"``
+    the ones before them (the generator draws images independently, so the
+    tail is a random sample; the carve-out is the same on every run). With
+    the default ``val_images=0``, ``"train"`` is the whole training list and
+    there is no ``"val"``.
+
+    The image is stored once per image, not per question, and attached to
+    each graph by :meth:`get`.
+
+    Args:
+        root (str): the folder of the pickle; processed files go to
+            ``root/processed``.
+        split (str): ``"train"``, ``"val"`` or ``"test"``. (default: ``"train"``)
+        file (str): the pickle's file name. (default: ``"sort_of_clevr.pickle"``)
+        grid (int): the side of the region grid. (default: ``5``)
+        val_images (int): training images held out as ``"val"``. (default: ``0``)
+        generate (dict, optional): generate a missing file with these
+            :func:`~mmgraph.datasets.sort_of_clevr.generate_sort_of_clevr`
+            arguments. (default: :obj:`None`)
+        builder, min_token_count, skip_invalid, transform, pre_filter,
+        force_reload: see :class:`~mmgraph.datasets.base.GraphDataset`.
+
+    **STATS** (the public generator's defaults, as in the Relation Networks
+    paper; ``generate_sort_of_clevr`` has the same defaults):
+
+    .. list-table::
+        :header-rows: 1
+
+        * - split
+          - images
+          - questions per image
+          - graphs
+          - regions / graph
+        * - train
+          - 9,800
+          - 20 (10 non-relational, 10 relational; + 10 ternary in the 18-dim layout)
+          - 196,000
+          - 25 (``grid=5``)
+        * - test
+          - 200
+          - 20
+          - 4,000
+          - 25
+    """
+
+    splits = ("train", "val", "test")
+
+    def __init__(
+        self,
+        root: PathLike,
+        split: str = "train",
+        file: str = "sort_of_clevr.pickle",
+        grid: int = 5,
+        val_images: int = 0,
+        generate: Optional[Mapping[str, Any]] = None,
+        builder: Optional[GraphBuilder] = None,
+        **kwargs: Any,
+    ):
+        if grid < 1:
+            raise InputError(f"grid must be >= 1, got {grid}")
+        if val_images < 0:
+            raise InputError(f"val_images must be >= 0, got {val_images}")
+        if split == "val" and val_images == 0:
+            raise InputError(
+                "SortOfClevr: the file has no validation split; pass val_images=N to hold out the last N "
+                "training images as 'val'"
+            )
+        self.file = file
+        self.grid = grid
+        self.val_images = val_images
+        self.generate = dict(generate) if generate is not None else None
+        self._file_cache: Optional[Tuple[Any, Dict[str, List[SortOfClevrSample]]]] = None
+        self._split_images: Dict[str, torch.Tensor] = {}
+        super().__init__(root, split, builder=builder, **kwargs)
+        self.images: torch.Tensor = torch.load(self.processed_paths[3], weights_only=True)
+
+    @property
+    def raw_file_names(self) -> List[str]:
+        return [self.file]
+
+    @property
+    def processed_file_names(self) -> List[str]:
+        return super().processed_file_names + [f"images-{self.split}-{self.settings_key}.pt"]
+
+    def download(self) -> None:
+        if self.generate is None:
+            super().download()
+        generate_sort_of_clevr(Path(self.raw_dir, self.file), **self.generate)
+
+    def dataset_settings(self) -> Dict[str, Any]:
+        return {
+            "file": [self.file, file_fingerprint(Path(self.raw_dir, self.file))],
+            "grid": self.grid,
+            "val_images": self.val_images,
+        }
+
+    def split_samples(self, split: str) -> List[SortOfClevrSample]:
+        """The images of a split with their questions (the file is read once)."""
+        path = Path(self.raw_dir, self.file)
+        key = file_fingerprint(path)
+        if self._file_cache is None or self._file_cache[0] != key:
+            train, test = read_sort_of_clevr(path)
+            if self.val_images >= len(train):
+                raise InputError(
+                    f"val_images={self.val_images}, but '{path}' has only {len(train)} training images"
+                )
+            cut = len(train) - self.val_images
+            self._file_cache = (key, {"train": train[:cut], "val": train[cut:], "test": test})
+        return self._file_cache[1][split]
+
+    def read_samples(self, split: str) -> List[Sample]:
+        images = self.split_samples(split)
+        if not images:
+            return []
+        _, h, w = images[0].image.shape
+        size = (float(w), float(h))
+        # One grid for every image: read_sort_of_clevr checks that they share a shape.
+        regions = Regions(grid_boxes(self.grid, self.grid, size), size, sample_id=f"{split} grid")
+        self._split_images[split] = torch.stack([s.image for s in images])  # [N, 3, H, W]
+        samples = []
+        for i, image in enumerate(images):
+            for j, q in enumerate(image.questions):
+                extra = {"family": q.family, "subtype": q.subtype, "answer": q.answer, "image_index": i}
+                samples.append(Sample(regions, q.question, f"{split}/{i}/{j}", extra=extra))
+        return samples
+
+    def make_answer_vocab(self, train: Sequence[Sample]) -> Vocabulary:
+        # The fixed answer order of the file format, not frequency order.
+        return Vocabulary(SORT_OF_CLEVR_ANSWERS, specials=(PAD, UNK))
+
+    def process(self) -> None:
+        super().process()
+        # After the graphs: a run killed in between lacks this file, so PyG processes again.
+        path = self.processed_paths[3]
+        tmp = path + ".tmp"
+        torch.save(self._split_images[self.split], tmp)
+        os.replace(tmp, path)
+
+    def get(self, idx: int) -> HeteroData:
+        data = super().get(idx)
+        i = int(data.image_index)
+        # A copy: a transform that edits the image in place must not edit the stored one.
+        data.image = self.images[i : i + 1].clone()  # [1, 3, H, W]
+        return data

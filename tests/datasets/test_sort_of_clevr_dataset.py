@@ -1,0 +1,92 @@
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from mmgraph.datasets.sort_of_clevr import SORT_OF_CLEVR_ANSWERS, generate_sort_of_clevr, read_sort_of_clevr
+from mmgraph.datasets.sort_of_clevr_graphs import SortOfClevr
+from mmgraph.errors import DataFormatError, InputError
+from mmgraph.graph import GraphBuilder, Vocabulary, grid_boxes
+from mmgraph.graph.vocab import PAD, UNK
+from mmgraph.typing import REGION, TOKEN
+
+
+def seq_builder():
+    return GraphBuilder(parser="sequential", region_edges=("knn",), knn_k=4)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("soc")
+    generate_sort_of_clevr(
+        root / "sort_of_clevr.pickle",
+        train_size=12,
+        test_size=4,
+        seed=5,
+        ternary=True,
+        questions_per_family=3,
+    )
+    return root
+
+
+def test_graphs_match_the_pickle_and_answers_keep_the_fixed_order(root):
+    ds = SortOfClevr(root, "test", grid=5, builder=seq_builder())
+    _, test = read_sort_of_clevr(root / "sort_of_clevr.pickle")
+    questions = [(i, q) for i, s in enumerate(test) for q in s.questions]
+    assert len(ds) == len(questions) == 4 * 9
+    assert ds.answers.itos[2:] == list(SORT_OF_CLEVR_ANSWERS)
+    boxes = grid_boxes(5, 5, (75.0, 75.0)) / 75
+    for data, (i, q) in zip(ds, questions):
+        assert data.text == q.question and data.family == q.family and data.subtype == q.subtype
+        assert int(data.y) == 2 + q.answer_index and ds.answers.itos[int(data.y)] == q.answer == data.answer
+        assert data.image.shape == (1, 3, 75, 75) and data.image.dtype == torch.uint8
+        assert torch.equal(data.image[0], test[i].image)
+        assert data[REGION].num_nodes == 25 and "x" not in data[REGION]
+        assert torch.allclose(data[REGION].box, boxes)
+    assert {d.family for d in ds} == {"nonrel", "rel", "ternary"}
+
+
+def test_fixed_answer_order_is_not_frequency_order(root):
+    train = SortOfClevr(root, "train", builder=seq_builder())
+    answers = [d.answer for d in train]
+    by_frequency = Vocabulary.build([answers], specials=(PAD, UNK))
+    assert (
+        by_frequency.itos != train.answers.itos
+    )  # the fixture's answers are not in the fixed order by count
+    assert train.answers.itos == [PAD, UNK, *SORT_OF_CLEVR_ANSWERS] and len(train.answers) == 12
+    assert [train.answers.itos[int(d.y)] for d in train] == answers
+    test = SortOfClevr(root, "test", builder=seq_builder())
+    assert train.vocab == test.vocab and train.answers == test.answers
+
+
+def test_val_is_carved_from_the_end_of_train(root):
+    train = SortOfClevr(root, "train", val_images=3, builder=seq_builder())
+    val = SortOfClevr(root, "val", val_images=3, builder=seq_builder())
+    file_train, _ = read_sort_of_clevr(root / "sort_of_clevr.pickle")
+    assert len(train) == 9 * 9 and len(val) == 3 * 9
+    assert torch.equal(val.images, torch.stack([s.image for s in file_train[9:]]))
+    assert torch.equal(train.images, torch.stack([s.image for s in file_train[:9]]))
+    assert val[0].text == file_train[9].questions[0].question
+    with pytest.raises(InputError, match="val_images=N"):
+        SortOfClevr(root, "val", builder=seq_builder())
+
+
+def test_batches_collate_with_the_images(root):
+    ds = SortOfClevr(root, "test", grid=3, builder=seq_builder())
+    batch = next(iter(DataLoader(ds, batch_size=6, shuffle=True)))
+    assert batch.image.shape == (6, 3, 75, 75) and batch.y.shape == (6,)
+    assert batch[REGION].num_nodes == 6 * 9 and batch[TOKEN].batch.max() == 5
+    for k in range(6):
+        assert torch.equal(batch.image[k], ds.images[int(batch.image_index[k])])
+
+
+def test_generate_when_missing_and_missing_file(tmp_path):
+    with pytest.raises(DataFormatError, match="downloads nothing"):
+        SortOfClevr(tmp_path / "none", "train", builder=seq_builder())
+    ds = SortOfClevr(
+        tmp_path / "gen",
+        "train",
+        builder=seq_builder(),
+        generate={"train_size": 3, "test_size": 1, "seed": 0, "questions_per_family": 2},
+    )
+    assert (tmp_path / "gen" / "sort_of_clevr.pickle").exists()
+    assert len(ds) == 3 * 4 and {d.family for d in ds} == {"nonrel", "rel"}
