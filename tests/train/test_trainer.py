@@ -12,6 +12,7 @@ from mmgraph.datasets.synthetic import generate_dataset
 from mmgraph.datasets.synthetic_graphs import SyntheticVQA
 from mmgraph.errors import ConfigError, InputError
 from mmgraph.graph import GraphBuilder
+from mmgraph.train.distributed import barrier, cleanup
 from mmgraph.train.trainer import EpochSampler, TrainConfig, Trainer, lr_lambda, plot_history
 from mmgraph.typing import REGION, TOKEN
 
@@ -179,7 +180,8 @@ def _ddp_worker(rank, world, port, root, out):
     Trainer(model, train, None, cfg).fit()
     if rank == 0:
         torch.save(params(model), out)
-    torch.distributed.destroy_process_group()
+    barrier()
+    cleanup()
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, tmp_path):
