@@ -47,6 +47,44 @@ def rate(
     }
 
 
+def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") -> int:
+    """Bytes allocated by ``fn`` at its peak, above what was allocated before it ran.
+
+    On CUDA: :func:`torch.cuda.max_memory_allocated` after a reset. On the
+    CPU, where no allocator keeps a high-water mark, ``fn`` runs once under
+    :mod:`torch.profiler` with ``profile_memory=True``, which records every
+    allocation and free of the CPU allocator (tensor storages, autograd
+    buffers); their running sum in time order is the live memory, and its
+    maximum the peak. Memory outside torch's allocator (Python objects,
+    library work buffers) is not counted.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        start = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - start)
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    changes = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        if event.tag == _EventType.Allocation:
+            changes.append((event.start_time_ns, event.extra_fields.alloc_size))
+        stack.extend(event.children)
+    live = peak = 0
+    for _, size in sorted(changes):
+        live += size
+        peak = max(peak, live)
+    return int(peak)
+
+
 def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]])
 

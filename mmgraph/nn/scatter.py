@@ -51,7 +51,8 @@ __all__ = [
 def _use_pure(pure: Optional[bool]) -> bool:
     if pure is not None:
         return pure
-    return FORCE_PURE_TORCH or not HAS_TORCH_SCATTER
+    # torch-scatter's kernels have no fake-tensor rules, so torch.compile cannot trace them.
+    return FORCE_PURE_TORCH or not HAS_TORCH_SCATTER or torch.compiler.is_compiling()
 
 
 def _dim_size(index: Tensor, dim_size: Optional[int]) -> int:

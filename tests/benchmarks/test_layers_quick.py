@@ -1,0 +1,40 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "layers.py"
+
+
+def test_quick_run_writes_well_formed_results(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads((tmp_path / "layers.json").read_text())
+    assert payload["quick"] is True and payload["command"].endswith("--quick --out " + str(tmp_path))
+    methods = {(e["layer"], e["method"]) for e in payload["results"]}
+    assert methods == {
+        ("cross_attention", "dense"),
+        ("cross_attention", "sparse"),
+        ("cross_attention", "nn.MultiheadAttention"),
+        ("cross_attention", "nn.MultiheadAttention + mask"),
+        ("graph_attention", "RelationGATConv"),
+        ("graph_attention", "GATConv"),
+        ("graph_attention", "RGATConv"),
+    }
+    for entry in payload["results"]:
+        assert entry["num_edges"] > 0
+        if "skipped" not in entry:
+            assert entry["ms_best"] > 0 and entry["peak_mib"] > 0 and entry["calls"] >= 1
+    # The compared paths compute the same function.
+    for agree in payload["agreement_max_abs_diff"]:
+        assert agree["complete_dense_vs_mha"] < 1e-3 and agree["top8_sparse_vs_masked_mha"] < 1e-3
+    targets = payload["targets"]
+    assert isinstance(targets["complete_dense_within_1.3x_of_mha"]["met"], bool)
+    assert isinstance(targets["topk_memory_10x_below_dense_at_max_regions"]["met"], bool)
+    table = (tmp_path / "layers.md").read_text()
+    assert table.startswith("# layers") and "| cross_attention | 36 | 16 | complete |" in table

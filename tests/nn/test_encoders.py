@@ -1,0 +1,118 @@
+import pytest
+import torch
+from torch import nn
+
+from mmgraph.errors import InputError
+from mmgraph.graph import grid_boxes, normalize_boxes
+from mmgraph.nn.encoders import (
+    GridBackbone,
+    PixelRegionEncoder,
+    RegionEncoder,
+    TokenEncoder,
+    feature_map_to_nodes,
+)
+
+
+def _boxes(n):
+    low = torch.rand(n, 2) * 0.5
+    return torch.cat([low, low + 0.1 + torch.rand(n, 2) * 0.4], dim=1)
+
+
+def test_region_encoder_takes_any_subset_of_inputs():
+    enc = RegionEncoder(8, feature_dim=-1, num_labels=5, num_attrs=7)
+    assert repr(enc) == "RegionEncoder(8, feature_dim=-1, num_labels=5, num_attrs=7, box_dim=5)"
+    x, box = torch.randn(4, 6), _boxes(4)
+    label, attr = torch.tensor([0, 1, 4, 2]), torch.tensor([[1, 2], [3, -1], [-1, -1], [6, 0]])
+    outs = [
+        enc(x=x, box=box),
+        enc(label=label, attr=attr, box=box),
+        enc(x=x, label=label),
+        enc(box=box),
+        enc(x=x, box=box, label=label, attr=attr),
+    ]
+    for out in outs:
+        assert out.shape == (4, 8) and torch.isfinite(out).all()
+    # LayerNorm without dropout: every row has zero mean.
+    torch.testing.assert_close(outs[0].mean(-1), torch.zeros(4), atol=1e-5, rtol=0)
+    assert not torch.allclose(outs[0], outs[4])
+
+
+def test_attribute_padding_is_ignored():
+    for reduce, scale in (("mean", 0.5), ("sum", 1.0)):
+        enc = RegionEncoder(8, feature_dim=None, num_attrs=7, box_dim=None, attr_reduce=reduce)
+        enc.norm = nn.Identity()  # read the raw sum of embeddings
+        padded = enc(attr=torch.tensor([[1, 2, -1, -1]]))
+        torch.testing.assert_close(padded, enc(attr=torch.tensor([[1, 2]])))
+        emb = enc.attr_emb.weight
+        torch.testing.assert_close(padded[0], scale * (emb[1] + emb[2]))
+        # A region with no valid attribute contributes zero.
+        assert torch.equal(enc(attr=torch.tensor([[-1, -1]])), torch.zeros(1, 8))
+
+
+def test_region_encoder_errors():
+    with pytest.raises(InputError, match="feature_dim"):
+        RegionEncoder(8, feature_dim=None, num_labels=3)(x=torch.randn(2, 4), label=torch.tensor([0, 1]))
+    with pytest.raises(InputError, match="num_labels"):
+        RegionEncoder(8, feature_dim=None, num_labels=3)(label=torch.tensor([0, 3]))
+    with pytest.raises(InputError, match="num_attrs"):
+        RegionEncoder(8, feature_dim=None, num_attrs=3)(attr=torch.tensor([[0, 5]]))
+    with pytest.raises(InputError, match="none of the inputs"):
+        RegionEncoder(8, feature_dim=None, num_labels=3, box_dim=None)(x=None)
+
+
+def test_token_encoder_ids_positions_and_features():
+    enc = TokenEncoder(10, 8, max_positions=4, dropout=0.0)
+    assert repr(enc) == "TokenEncoder(10, 8, max_positions=4, feature_dim=None)"
+    ids = torch.tensor([3, 3, 5])
+    out = enc(ids, torch.tensor([0, 1, 2]))
+    assert out.shape == (3, 8)
+    # The same word at two positions differs only through the position embedding.
+    assert not torch.allclose(out[0], out[1])
+    torch.testing.assert_close(enc(ids)[0], enc(ids)[1])
+    assert torch.equal(enc.word_emb.weight[0], torch.zeros(8))  # padding id
+    with pytest.raises(InputError, match="max_positions"):
+        enc(ids, torch.tensor([0, 1, 4]))
+    with pytest.raises(InputError, match="vocab_size"):
+        enc(torch.tensor([10]))
+    with pytest.raises(InputError, match="feature_dim"):
+        enc(torch.randn(3, 5))
+    feat = TokenEncoder(None, 8, feature_dim=-1, dropout=0.0)
+    assert feat(torch.randn(3, 5), torch.tensor([0, 1, 2])).shape == (3, 8)
+
+
+def test_grid_backbone_gives_row_major_cells_and_takes_uint8():
+    backbone = GridBackbone(6, grid=3, channels=(4,)).eval()
+    assert repr(backbone) == "GridBackbone(6, grid=3, channels=(4,))"
+    image = torch.randint(0, 256, (2, 3, 20, 24), dtype=torch.uint8)
+    nodes = backbone(image)
+    fmap = backbone.feature_map(image.float() / 255)
+    assert nodes.shape == (2 * 9, 6) and fmap.shape == (2, 6, 3, 3)
+    # Node b * 9 + r * 3 + c is cell (r, c) of image b: the order of grid_boxes.
+    torch.testing.assert_close(nodes[1 * 9 + 2 * 3 + 1], fmap[1, :, 2, 1])
+    boxes = grid_boxes(3, 3, (24.0, 20.0))
+    assert boxes[2 * 3 + 1, 0] == 8.0 and boxes[2 * 3 + 1, 1] == 20.0 * 2 / 3
+    torch.testing.assert_close(feature_map_to_nodes(fmap), nodes)
+    with pytest.raises(InputError, match="images must be"):
+        backbone(torch.zeros(2, 20, 24))
+
+
+def test_pixel_region_encoder_with_a_user_backbone_trains_end_to_end():
+    backbone = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.AdaptiveAvgPool2d((2, 3)))
+    enc = PixelRegionEncoder(backbone, 8)
+    assert repr(enc) == "PixelRegionEncoder(Sequential, 8)"
+    image = torch.rand(2, 3, 16, 16)
+    box = normalize_boxes(torch.cat([grid_boxes(2, 3, (16.0, 16.0))] * 2), (16.0, 16.0))
+    batch = torch.arange(2).repeat_interleave(6)
+    out = enc(image, box, batch, num_graphs=2)
+    assert out.shape == (12, 8)
+    out.square().sum().backward()
+    assert backbone[0].weight.grad is not None and backbone[0].weight.grad.abs().sum() > 0
+    with pytest.raises(InputError, match=r"2x3 map \(6 cells\) per image but graph 1 has 5 regions"):
+        enc(image, box[:11], batch[:11])
+    with pytest.raises(InputError, match="one image per graph"):
+        enc(image, box, batch, num_graphs=3)
+    with pytest.raises(InputError, match="feature map"):
+        PixelRegionEncoder(nn.Flatten(0), 8)(image)
+    # GridBackbone itself returns row-major node features: accepted as they are.
+    grid_enc = PixelRegionEncoder(GridBackbone(5, grid=2, channels=(4,)), 8)
+    assert grid_enc(image, box[:8], torch.arange(2).repeat_interleave(4)).shape == (8, 8)
