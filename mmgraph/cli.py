@@ -1,4 +1,4 @@
-"""The ``mmgraph`` command: ``mmgraph quickstart | generate``.
+"""The ``mmgraph`` command: ``mmgraph quickstart | generate | train | evaluate | predict | inspect``.
 
 Each sub-command is a thin wrapper over the package's functions; ``--help``
 on each says what it takes.
@@ -170,6 +170,102 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from mmgraph.train.config import load_config
+    from mmgraph.train.experiment import RunConfig, run
+
+    overrides = list(args.set or [])
+    for flag, key in ((args.data, "data.root"), (args.out, "train.out_dir"), (args.device, "train.device")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    if args.model is not None:
+        overrides.append(f"model.name={args.model}")
+    cfg = load_config(RunConfig, args.config, overrides)
+    if cfg.train.out_dir is None:
+        cfg.train.out_dir = "runs/" + cfg.model.name
+    print(f"training {cfg.model.name} on {cfg.data.dataset} ({cfg.data.root}) -> {cfg.train.out_dir}")
+    result = run(cfg, resume=args.resume)
+    for record in result.history:
+        if "train_loss" in record:
+            shown = {k: v for k, v in record.items() if "/" not in k}
+            print("   " + "  ".join(f"{k} {_fmt(v)}" for k, v in shown.items()))
+    print(f"test: {_metrics_line(result.test_metrics)}")
+    print(f"checkpoints, config.yaml, metrics.jsonl and test_metrics.json in {result.out_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from mmgraph.train.experiment import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(args.checkpoint, args.split, args.data, args.results)
+    print(f"{args.checkpoint} on {args.split}: {_metrics_line(metrics)}")
+    for key, value in metrics.items():
+        if "/" in key:
+            print(f"   {key:<40} {_fmt(value)}")
+    if args.results:
+        print(f"answers written to {args.results} (the official VQA results format)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=1))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mmgraph.train.experiment import predict_question
+
+    answers = predict_question(args.checkpoint, args.question, args.image, args.split, args.k, args.data)
+    print(f"Q: {args.question}")
+    for answer, prob in answers:
+        print(f"   {answer:<16} {prob:.3f}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from mmgraph.train.experiment import DataConfig, load_split, make_builder
+    from mmgraph.typing import EDGE_TYPES
+    from mmgraph.viz import draw_graph
+
+    cfg = DataConfig(dataset=args.dataset, root=args.data, parser=args.parser, regions=args.regions)
+    dataset = load_split(cfg, args.split, make_builder(cfg))
+    if not 0 <= args.index < len(dataset):
+        print(f"mmgraph inspect: index {args.index} is outside 0..{len(dataset) - 1}", file=sys.stderr)
+        return 2
+    data = dataset[args.index]
+    print(data)
+    image = data.get("image")
+    if image is None and args.dataset.startswith("synthetic"):
+        image = _synthetic_image(Path(args.data), args.split, data.image_id)
+    wanted = [et for et in EDGE_TYPES if "-".join(et) in args.edges or et[1] in args.edges]
+    fig = draw_graph(
+        data, image=image[0] if image is not None and image.dim() == 4 else image, edge_types=wanted
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"drawn to {args.out}")
+    return 0
+
+
+def _synthetic_image(root: Path, split: str, image_id: str):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    path = root / "images" / split / f"{image_id}.png"
+    if not path.exists():
+        return None
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB")).copy())
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _metrics_line(metrics) -> str:
+    return "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items() if "/" not in k)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mmgraph", description="Graph-based vision-and-language reasoning.")
     ap.add_argument("--version", action="version", version=f"mmgraph {__version__}")
@@ -217,6 +313,53 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test", type=int, default=200, help="sort-of-clevr: test images (default: 200)")
     g.add_argument("--ternary", action="store_true", help="sort-of-clevr: add the ternary questions")
     g.set_defaults(func=cmd_generate)
+
+    t = sub.add_parser(
+        "train",
+        help="train a model on a data set (config file + --set overrides)",
+        description="Trains a model. Settings come from the RunConfig defaults, then --config (YAML), then "
+        "each --set key=value (e.g. --set train.epochs=5 --set model.hidden=64 --set data.parser=sequential); "
+        "unknown keys and bad values are refused. The resolved config, metrics.jsonl, last.pt and best.pt "
+        "go to train.out_dir.",
+    )
+    t.add_argument("--config", help="a YAML file with data / model / train sections")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
+    t.add_argument("--data", help="shortcut for --set data.root=...")
+    t.add_argument("--model", help="shortcut for --set model.name=... (see mmgraph.models.list_models())")
+    t.add_argument("--out", help="shortcut for --set train.out_dir=...")
+    t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
+    t.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its last.pt")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a checkpoint on a split", description="Scores a checkpoint.")
+    e.add_argument("checkpoint", help="a best.pt / last.pt of mmgraph train")
+    e.add_argument("--split", default="test", help="which split (default: test)")
+    e.add_argument("--data", help="the data folder, if not the one the run used")
+    e.add_argument("--results", metavar="JSON", help="VQA: write [{question_id, answer}] here")
+    e.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    e.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="answer a question about an image", description="Answers a question.")
+    p.add_argument("checkpoint", help="a VQA checkpoint of mmgraph train")
+    p.add_argument("--image", required=True, help="the image id (in --split of the run's data)")
+    p.add_argument("--question", required=True, help="the question, any wording")
+    p.add_argument("--split", default="test", help="where the image is (default: test)")
+    p.add_argument("--data", help="the data folder, if not the one the run used")
+    p.add_argument("-k", type=int, default=3, help="answers to show (default: 3)")
+    p.set_defaults(func=cmd_predict)
+
+    i = sub.add_parser(
+        "inspect", help="draw a sample's graph to a PNG", description="Draws one sample's graph."
+    )
+    i.add_argument("data", help="the data folder")
+    i.add_argument("--dataset", default="synthetic-vqa", help="the data set kind (default: synthetic-vqa)")
+    i.add_argument("--split", default="train")
+    i.add_argument("--index", type=int, default=0, help="which sample (default: 0)")
+    i.add_argument("--parser", choices=("spacy", "sequential"), default="spacy")
+    i.add_argument("--regions", choices=("scene_graph", "pixels"), default="scene_graph")
+    i.add_argument("--edges", nargs="+", default=["spatial", "dep"], help="edge relations to draw")
+    i.add_argument("--out", default="graph.png", help="the PNG to write (default: graph.png)")
+    i.set_defaults(func=cmd_inspect)
     return ap
 
 

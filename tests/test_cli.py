@@ -52,3 +52,77 @@ def test_generate_synthetic_and_sort_of_clevr(capsys, tmp_path):
     assert main(["generate", "sort-of-clevr", str(tmp_path / "soc"), "--train", "4", "--test", "2"]) == 0
     train, test = read_sort_of_clevr(tmp_path / "soc" / "sort_of_clevr.pickle")
     assert len(train) == 4 and len(test) == 2
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A one-epoch VQA run on a tiny generated set (the sequential parser keeps it fast)."""
+    root = tmp_path_factory.mktemp("cli")
+    data, out = root / "data", root / "run"
+    args = [
+        "train",
+        "--data", str(data),
+        "--out", str(out),
+        "--device", "cpu",
+        "--set", "data.generate=12",
+        "--set", "data.questions_per_image=3",
+        "--set", "data.parser=sequential",
+        "--set", "model.hidden=32",
+        "--set", "model.layers=1",
+        "--set", "train.epochs=2",
+        "--set", "train.batch_size=8",
+        "--set", "train.progress=off",
+    ]  # fmt: skip
+    assert main(args) == 0
+    return data, out
+
+
+def test_train_writes_a_run(trained, capsys):
+    _, out = trained
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "test_metrics.json"):
+        assert (out / name).exists(), name
+    text = (out / "config.yaml").read_text()
+    assert "parser: sequential" in text and "hidden: 32" in text
+
+
+def test_train_refuses_unknown_keys(capsys, tmp_path):
+    assert main(["train", "--set", "train.epochz=3", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "epochz" in err and "epochs" in err
+
+
+def test_evaluate_writes_official_results(trained, capsys, tmp_path):
+    import json
+
+    _, out = trained
+    results = tmp_path / "answers.json"
+    assert main(["evaluate", str(out / "best.pt"), "--split", "val", "--results", str(results)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    rows = json.loads(results.read_text())
+    assert rows and set(rows[0]) == {"question_id", "answer"}
+
+
+def test_evaluate_refuses_a_corrupt_checkpoint(trained, capsys, tmp_path):
+    _, out = trained
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes((out / "best.pt").read_bytes()[:1000])
+    assert main(["evaluate", str(bad)]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+
+
+def test_predict_answers_a_new_question(trained, capsys):
+    from mmgraph.datasets import load_synthetic
+
+    data, out = trained
+    scenes, _, _ = load_synthetic(data, "test")
+    image_id = scenes[0]["image_id"]
+    assert main(["predict", str(out / "best.pt"), "--image", image_id, "--question", "is there a cube?"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Q: is there a cube?" and len(lines) == 4
+
+
+def test_inspect_draws_a_png(trained, tmp_path, capsys):
+    data, _ = trained
+    png = tmp_path / "g.png"
+    assert main(["inspect", str(data), "--parser", "sequential", "--index", "1", "--out", str(png)]) == 0
+    assert png.stat().st_size > 1000

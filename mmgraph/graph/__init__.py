@@ -10,6 +10,7 @@ from mmgraph.graph.boxes import (
 )
 from mmgraph.graph.builder import GraphBuilder, Sample, sample_from_data, sample_to_data
 from mmgraph.graph.cross import complete_cross_edges, grounded_cross_edges, topk_cross_edges
+from mmgraph.graph.pairs import negative_pairs, pair_batch, pair_graph, pair_graphs
 from mmgraph.graph.regions import (
     Regions,
     regions_from_detections,
@@ -56,7 +57,11 @@ __all__ = [
     "knn_edges",
     "knn_edges_batch",
     "make_parser",
+    "negative_pairs",
     "normalize_boxes",
+    "pair_batch",
+    "pair_graph",
+    "pair_graphs",
     "pairwise_geometry",
     "regions_from_detections",
     "regions_from_feature_map",

@@ -150,6 +150,8 @@ class Trainer:
             model name and config) so that a checkpoint is self-contained.
         run_config: the whole resolved run config, saved as ``config.yaml``
             and in every checkpoint.
+        loss: ``(model, batch) -> (loss, outputs)`` instead of
+            ``model.loss(batch)`` (e.g. :class:`~mmgraph.train.tasks.RetrievalLoss`).
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class Trainer:
         evaluate: Optional[Evaluate] = None,
         extra_state: Optional[Dict[str, Any]] = None,
         run_config: Optional[Any] = None,
+        loss: Optional[Callable[[nn.Module, Any], Any]] = None,
     ):
         self.config = config or TrainConfig()
         if val_set is not None and evaluate is None:
@@ -169,8 +172,8 @@ class Trainer:
             )
         if len(train_set) == 0:
             raise InputError("Trainer: the training set is empty")
-        if not hasattr(model, "loss"):
-            raise InputError(f"Trainer: {type(model).__name__} has no loss(batch) method")
+        if loss is None and not hasattr(model, "loss"):
+            raise InputError(f"Trainer: {type(model).__name__} has no loss(batch) method; pass loss=")
         self.dist: DistInfo = init_distributed()
         self.device = self._device()
         seed_everything(self.config.seed)
@@ -201,7 +204,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         # DDP synchronises gradients only for what runs through forward(): the
         # loss does, inside _LossModule.
-        self.wrapped: nn.Module = _LossModule(self.model)
+        self.wrapped: nn.Module = _LossModule(self.model, loss)
         if self.dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # Graph batches may lack an edge type, leaving some layers unused on a step.
@@ -446,11 +449,14 @@ class Trainer:
 class _LossModule(nn.Module):
     """``forward(batch)`` is the model's training loss."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, loss: Optional[Callable[[nn.Module, Any], Any]] = None):
         super().__init__()
         self.model = model
+        self.loss_fn = loss
 
     def forward(self, batch):
+        if self.loss_fn is not None:
+            return self.loss_fn(self.model, batch)[0]
         return self.model.loss(batch)[0]
 
 

@@ -1,0 +1,179 @@
+"""What a task trains on and how it is scored: VQA and image-text retrieval.
+
+``evaluate_vqa`` and ``RetrievalEvaluator`` have the trainer's evaluate
+signature ``(model, loader, device) -> {metric: value}``; ``RetrievalLoss``
+adds the data set's compositional hard negatives to a re-ranking model's
+training loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+from torch_geometric.loader import DataLoader
+
+from mmgraph.graph.builder import GraphBuilder
+from mmgraph.graph.pairs import negative_pairs, pair_batch
+from mmgraph.metrics.accuracy import AccuracyMeter
+from mmgraph.metrics.retrieval import hard_negative_accuracy, retrieval_metrics
+
+
+@torch.no_grad()
+def predict_vqa(model: nn.Module, loader: DataLoader, device: torch.device) -> Tuple[Tensor, List[Any]]:
+    """Predicted answer ids ``[N]`` and the batches' graphs' ids, in loader order."""
+    preds, ids = [], []
+    for batch in loader:
+        batch = batch.to(device)
+        preds.append(model(batch).argmax(-1).cpu())
+        ids.extend(_as_list(batch.get("question_id", batch.get("sample_id"))))
+    return torch.cat(preds), ids
+
+
+@torch.no_grad()
+def evaluate_vqa(model: nn.Module, loader: DataLoader, device: torch.device) -> Dict[str, float]:
+    """Accuracy overall and per question family (``accuracy/<family>``).
+
+    With answer ids as targets (``y`` long), a prediction is right when it is
+    the target; with soft VQA scores (``y`` float ``[B, A]``), the accuracy is
+    the score of the predicted answer: the official VQA accuracy, since the
+    soft scores are computed as the metric computes them.
+    """
+    meter = AccuracyMeter()
+    soft_total, soft_count = 0.0, 0
+    for batch in loader:
+        batch = batch.to(device)
+        pred = model(batch).argmax(-1)
+        y = batch.y
+        if y.is_floating_point():
+            y = y.view(pred.size(0), -1)
+            soft_total += float(y.gather(1, pred.view(-1, 1)).sum())
+            soft_count += pred.numel()
+        else:
+            families = batch.get("family")
+            meter.update(
+                pred.cpu(), y.view(-1).cpu(), families=list(families) if families is not None else None
+            )
+    if soft_count:
+        return {"accuracy": soft_total / soft_count}
+    result = meter.compute()
+    out = {"accuracy": float(result["overall"])}
+    out.update({f"accuracy/{k}": float(v) for k, v in result.items() if k != "overall"})
+    return out
+
+
+class RetrievalLoss:
+    """``(model, batch) -> (loss, outputs)``: the retrieval model's loss, with the
+    graphs of each caption's compositional negatives (built by ``builder``) as
+    extra negatives for the re-ranker when the model has one."""
+
+    def __init__(self, builder: GraphBuilder):
+        self.builder = builder
+
+    def __call__(self, model: nn.Module, batch) -> Tuple[Tensor, Dict[str, Tensor]]:
+        negatives = None
+        if getattr(model, "cross_encoder", None) is not None and "negatives" in batch:
+            negatives = negative_pairs(batch.cpu(), self.builder)
+            negatives = None if negatives is None else negatives.to(_device(model))
+        return model.loss(batch, negative_batch=negatives)
+
+
+class RetrievalEvaluator:
+    """Scores a retrieval model on a split of (image, caption) graphs.
+
+    Reports R@1/5/10, median and mean rank both ways and rsum (as the VSE++ /
+    SCAN evaluations compute them; an image's rank is the best of its
+    captions'), and, where the graphs carry ``negatives``, the hard-negative
+    accuracy: how often the true caption scores above every compositional
+    negative (overall and per kind). A model with a re-ranker is scored
+    after re-ranking its dual encoder's top ``k``; the dual encoder alone is
+    reported too, as ``dual/<metric>``.
+
+    Args:
+        builder: the data set's graph builder (for the negatives' graphs).
+        k: candidates per query the re-ranker scores. (default: ``10``)
+    """
+
+    def __init__(self, builder: Optional[GraphBuilder] = None, k: int = 10):
+        self.builder, self.k = builder, k
+
+    @torch.no_grad()
+    def __call__(self, model: nn.Module, loader: DataLoader, device: torch.device) -> Dict[str, float]:
+        graphs, image_emb, text_emb, image_ids = [], [], [], []
+        for batch in loader:
+            batch = batch.to(device)
+            out = model(batch)
+            image_emb.append(out.image)
+            text_emb.append(out.text)
+            image_ids.extend(str(i) for i in _as_list(batch.image_id))
+            graphs.extend(batch.cpu().to_data_list())
+        image_emb, text_emb = torch.cat(image_emb), torch.cat(text_emb)
+        first: Dict[str, int] = {}
+        for i, image_id in enumerate(image_ids):
+            first.setdefault(image_id, i)
+        image_rows = list(first.values())
+        image_of_caption = torch.tensor([list(first).index(i) for i in image_ids])
+        sims = image_emb[image_rows] @ text_emb.t()  # [N_img, N_cap]
+        dual = retrieval_metrics(sims.cpu(), image_of_caption=image_of_caption)
+        metrics: Dict[str, float] = {}
+        reranker = getattr(model, "cross_encoder", None) is not None
+        if reranker:
+            images = Batch.from_data_list([graphs[r] for r in image_rows])
+            texts = Batch.from_data_list(graphs)
+            res = model.rerank(sims, images.to(device), texts.to(device), k=self.k)
+            i2t = retrieval_metrics(res.i2t.cpu(), image_of_caption=image_of_caption)
+            t2i = retrieval_metrics(res.t2i.cpu(), image_of_caption=image_of_caption)
+            ranked = {k: v for k, v in i2t.items() if k.startswith("i2t")}
+            ranked.update({k: v for k, v in t2i.items() if k.startswith("t2i")})
+            ranked["rsum"] = sum(ranked[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10))
+            metrics.update(ranked)
+            metrics.update({f"dual/{k}": v for k, v in dual.items()})
+        else:
+            metrics.update(dual)
+        if self.builder is not None and graphs and "negatives" in graphs[0]:
+            metrics.update(self._hard_negatives(model, graphs, device, reranker))
+        return {k: float(v) for k, v in metrics.items()}
+
+    def _hard_negatives(self, model, graphs, device, reranker: bool) -> Dict[str, float]:
+        batch = Batch.from_data_list(graphs)
+        pairs = negative_pairs(batch, self.builder)
+        if pairs is None:
+            return {}
+        owner = pairs.pair_index[:, 0]
+        kinds = [k for g in graphs for k in g.negative_kinds]
+        if reranker:
+            positive_pairs = torch.arange(len(graphs)).unsqueeze(1).expand(-1, 2)
+            pos = model.rerank_scores(pair_batch(batch, batch, positive_pairs).to(device)).cpu()
+            neg = model.rerank_scores(pairs.to(device)).cpu()
+        else:
+            out = model(batch.to(device))
+            text_neg = model(pairs.to(device)).text
+            pos = (out.image * out.text).sum(-1).cpu()
+            neg = (out.image[owner.to(device)] * text_neg).sum(-1).cpu()
+        ragged = [[] for _ in graphs]
+        ragged_kinds = [[] for _ in graphs]
+        for o, score, kind in zip(owner.tolist(), neg.tolist(), kinds):
+            ragged[o].append(score)
+            ragged_kinds[o].append(kind)
+        keep = [i for i, r in enumerate(ragged) if r]
+        result = hard_negative_accuracy(
+            pos[keep], [ragged[i] for i in keep], kinds=[ragged_kinds[i] for i in keep]
+        )
+        return {
+            ("hard_negative_accuracy" if k == "overall" else f"hard_negative_accuracy/{k}"): v
+            for k, v in result.items()
+        }
+
+
+def _as_list(value) -> List[Any]:
+    if value is None:
+        return []
+    if isinstance(value, Tensor):
+        return value.view(-1).tolist()
+    return list(value)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device

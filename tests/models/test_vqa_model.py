@@ -1,0 +1,138 @@
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from mmgraph.datasets.synthetic_graphs import SyntheticVQA
+from mmgraph.errors import ConfigError, InputError
+from mmgraph.graph import GraphBuilder
+from mmgraph.heads import vqa_bce_loss, vqa_ce_loss
+from mmgraph.models import (
+    EncoderOutput,
+    MMGraphEncoderConfig,
+    VQAModel,
+    VQAModelConfig,
+    create_model,
+    model_kwargs_from_dataset,
+)
+
+GENERATE = dict(num_images=10, questions_per_image=5, captions_per_image=1, seed=1, image_size=24)
+SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.0, head_dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vqa_model")
+    return SyntheticVQA(
+        root, "train", builder=GraphBuilder(parser="sequential", reverse_dep=True), generate=GENERATE
+    )
+
+
+@pytest.fixture(scope="module")
+def batch(dataset):
+    return Batch.from_data_list([dataset[i] for i in range(32)])
+
+
+def _model(dataset, **kwargs):
+    return create_model("graph_vqa", **model_kwargs_from_dataset(dataset), **{**SMALL, **kwargs})
+
+
+def test_forward_features_and_head(dataset, batch):
+    model = _model(dataset).eval()
+    features = model.forward_features(batch)
+    assert isinstance(features, EncoderOutput)
+    logits = model.forward_head(features)
+    assert logits.shape == (32, len(dataset.answers))
+    torch.testing.assert_close(model(batch), logits)
+    torch.testing.assert_close(model.forward_head(features.fused), logits)
+    assert repr(model).startswith("VQAModel(MMGraphEncoder(variant='graph'")
+
+
+def test_ce_loss_on_answer_ids(dataset, batch):
+    model = _model(dataset)
+    loss, outputs = model.loss(batch)
+    torch.testing.assert_close(loss, vqa_ce_loss(outputs["logits"], batch.y))
+
+
+def test_bce_loss_on_soft_scores_and_on_ids(dataset, batch):
+    model = _model(dataset, loss="bce")
+    num_answers = len(dataset.answers)
+    soft = torch.zeros(32, num_answers)
+    soft[torch.arange(32), batch.y.clamp(min=0)] = 0.6
+    soft_batch = batch.clone()
+    soft_batch.y = soft
+    loss, outputs = model.loss(soft_batch)
+    torch.testing.assert_close(loss, vqa_bce_loss(outputs["logits"], soft))
+    # Answer ids become one-hot rows.
+    loss, outputs = model.loss(batch)
+    one_hot = torch.nn.functional.one_hot(batch.y, num_answers).float()
+    torch.testing.assert_close(loss, vqa_bce_loss(outputs["logits"], one_hot))
+
+
+def test_ce_rejects_soft_scores(dataset, batch):
+    model = _model(dataset)
+    soft_batch = batch.clone()
+    soft_batch.y = torch.rand(32, len(dataset.answers))
+    with pytest.raises(InputError, match="loss='bce'"):
+        model.loss(soft_batch)
+
+
+def test_predict_returns_answer_strings(dataset, batch):
+    model = _model(dataset).eval()
+    out = model.predict(batch, k=2)
+    assert len(out) == 32 and all(len(row) == 2 for row in out)
+    assert all(answer in dataset.answers.itos for row in out for answer, _ in row)
+    assert all(row[0][1] >= row[1][1] for row in out)
+    best = model(batch).argmax(-1).tolist()
+    assert [row[0][0] for row in out] == [dataset.answers.itos[i] for i in best]
+
+
+def test_predict_needs_answers(dataset, batch):
+    kwargs = model_kwargs_from_dataset(dataset)
+    kwargs.pop("answers")
+    model = create_model("graph_vqa", **kwargs, **SMALL)
+    with pytest.raises(ConfigError, match="answers"):
+        model.predict(batch)
+
+
+def test_reset_head(dataset, batch):
+    model = _model(dataset)
+    encoder_state = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    model.reset_head(3, ["a", "b", "c"])
+    assert model(batch).shape == (32, 3)
+    assert model.predict(batch)[0][0][0] in ("a", "b", "c")
+    for key, value in model.encoder.state_dict().items():
+        torch.testing.assert_close(value, encoder_state[key])
+    with pytest.raises(InputError):
+        model.reset_head(2, ["a"])
+
+
+def test_config_errors(dataset):
+    encoder = MMGraphEncoderConfig(vocab_size=len(dataset.vocab), hidden=16, heads=2, layers=1)
+    with pytest.raises(ConfigError, match="num_answers"):
+        VQAModelConfig(encoder)
+    with pytest.raises(ConfigError, match="loss"):
+        VQAModelConfig(encoder, num_answers=3, loss="mse")
+    with pytest.raises(ConfigError, match="answers"):
+        VQAModelConfig(encoder, num_answers=3, answers=["a"])
+    config = VQAModelConfig(encoder.to_dict(), num_answers=3)  # a dict (from a saved config) is accepted
+    assert isinstance(config.encoder, MMGraphEncoderConfig)
+    assert VQAModel(config)(Batch.from_data_list([dataset[0]])).shape == (1, 3)
+
+
+def test_tiny_graph_vqa_overfits_32_questions(dataset, batch):
+    torch.manual_seed(0)
+    model = _model(dataset)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    accuracy = 0.0
+    for _ in range(150):
+        loss, outputs = model.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        accuracy = (outputs["logits"].argmax(-1) == batch.y).float().mean().item()
+        if accuracy >= 0.95:
+            break
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(batch).argmax(-1) == batch.y).float().mean().item()
+    assert accuracy >= 0.9
