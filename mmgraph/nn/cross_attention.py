@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
 from mmgraph.errors import InputError
+from mmgraph.nn.scatter import edge_dot, edge_weighted_sum, scatter_softmax
 from mmgraph.nn.scatter import num_graphs as count_graphs
-from mmgraph.nn.scatter import scatter_softmax, scatter_sum
 from mmgraph.typing import OptTensor
 
 __all__ = ["CrossModalAttention", "complete_edge_index"]
@@ -65,9 +65,12 @@ class CrossModalAttention(nn.Module):
       ``edge_index=None``), the nodes are padded into per-graph blocks and
       :func:`torch.nn.functional.scaled_dot_product_attention` runs with a
       key-padding mask;
-    * **sparse** (general): queries, keys and values are gathered per edge,
-      normalised with :func:`~mmgraph.nn.scatter.scatter_softmax` and summed
-      per target.
+    * **sparse** (general): per-edge logits by
+      :func:`~mmgraph.nn.scatter.edge_dot`, normalised with
+      :func:`~mmgraph.nn.scatter.scatter_softmax`, and values summed per
+      target by :func:`~mmgraph.nn.scatter.edge_weighted_sum`. Both run over
+      the edges in chunks and recompute their gathers in backward, so memory
+      grows by a few ``[E, heads]`` tensors per edge, not ``[E, heads, d]``.
 
     They agree to float precision. On complete edges the layer equals
     :class:`torch.nn.MultiheadAttention` (query = targets, key = value =
@@ -224,15 +227,15 @@ class CrossModalAttention(nn.Module):
         return out
 
     def _sparse(self, q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor) -> Tuple[Tensor, Tensor]:
+        # edge_dot / edge_weighted_sum never keep per-edge [E, H, D] gathers for backward:
+        # per edge only the [E, H] logits and weights remain.
         H, D = self.num_heads, self.head_dim
         src, dst = edge_index[0], edge_index[1]
-        q_e = q.view(-1, H, D).index_select(0, dst)  # [E, H, D]
-        k_e = k.view(-1, H, D).index_select(0, src)  # [E, H, D]
-        logit = (q_e * k_e).sum(-1) / math.sqrt(D)  # [E, H]
+        q, k, v = q.view(-1, H, D), k.view(-1, H, D), v.view(-1, H, D)  # [N, H, D]
+        logit = edge_dot(q, k, dst, src) / math.sqrt(D)  # [E, H]
         alpha = scatter_softmax(logit, dst, q.size(0))
         weight = F.dropout(alpha, p=self.dropout, training=self.training)
-        msg = weight.unsqueeze(-1) * v.view(-1, H, D).index_select(0, src)  # [E, H, D]
-        out = scatter_sum(msg, dst, q.size(0))  # [N_dst, H, D]
+        out = edge_weighted_sum(weight, v, src, dst, q.size(0))  # [N_dst, H, D]
         return out.reshape(-1, H * D), alpha
 
     def _dense(

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
+from torch.utils.checkpoint import checkpoint
+from torch_geometric.nn.aggr import SumAggregation
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
@@ -15,7 +17,8 @@ from torch_geometric.typing import Adj, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, to_edge_index
 
 from mmgraph.errors import InputError
-from mmgraph.nn.scatter import scatter_softmax
+from mmgraph.nn import scatter
+from mmgraph.nn.scatter import edge_weighted_sum, scatter_softmax, scatter_sum
 from mmgraph.typing import OptTensor, TensorOrPair
 
 __all__ = ["RelationGATConv"]
@@ -105,6 +108,15 @@ class RelationGATConv(MessagePassing):
         num_bases (int, optional): Use relation-specific message matrices
             through this many bases (see above); ``None`` shares one matrix.
             (default: :obj:`None`)
+        memory_efficient (bool, optional): Compute the geometry term of the
+            logits in chunks of edges under activation checkpointing, and sum
+            the messages without materialising them (see
+            :meth:`aggregate_fused`), so that per edge only ``[E, heads]``
+            values are kept for backward instead of ``[E, heads, F_out]``
+            ones. It computes the same numbers as :meth:`propagate` with
+            :meth:`message`, which still runs where PyG needs it: explain
+            mode, message/aggregate hooks, another ``aggr`` or ``flow``.
+            (default: :obj:`True`)
         **kwargs (optional): Further arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
@@ -139,6 +151,7 @@ class RelationGATConv(MessagePassing):
         add_self_loops: bool = False,
         bias: bool = True,
         num_bases: Optional[int] = None,
+        memory_efficient: bool = True,
         **kwargs,
     ):
         kwargs.setdefault("aggr", "add")
@@ -158,6 +171,7 @@ class RelationGATConv(MessagePassing):
         self.negative_slope = negative_slope
         self.add_self_loops = add_self_loops
         self.num_bases = num_bases
+        self.memory_efficient = memory_efficient
 
         in_src, in_dst = (in_channels, in_channels) if isinstance(in_channels, int) else in_channels
         # Self-loops get a relation class of their own, after the user's ones.
@@ -279,9 +293,12 @@ class RelationGATConv(MessagePassing):
             edge_attr=edge_attr,
             size=(num_src, num_dst),
         )
-        out = self.propagate(
-            edge_index, h=(h_src, None), alpha=alpha, edge_type=edge_type, size=(num_src, num_dst)
-        )  # [N_dst, H, C]
+        if self._can_fuse():
+            out = self.aggregate_fused(h_src, alpha, edge_index, edge_type, num_dst)  # [N_dst, H, C]
+        else:
+            out = self.propagate(
+                edge_index, h=(h_src, None), alpha=alpha, edge_type=edge_type, size=(num_src, num_dst)
+            )  # [N_dst, H, C]
         out = out.reshape(-1, H * C) if self.concat else out.mean(dim=1)
         if self.bias is not None:
             out = out + self.bias
@@ -307,8 +324,7 @@ class RelationGATConv(MessagePassing):
         rel_row = edge_type if graph_j is None else graph_j * self.rel_att.size(0) + edge_type
         logit = logit + alpha_i + self.rel_att.index_select(0, edge_type) + alpha_rel.index_select(0, rel_row)
         if self.lin_edge is not None and edge_attr is not None:
-            geo = F.relu(self.lin_edge(edge_attr)).view(-1, self.heads, self.out_channels)
-            logit = logit + (geo * self.att_edge).sum(-1)
+            logit = logit + self._geometry_logit(edge_attr)
         logit = F.leaky_relu(logit, self.negative_slope)
         alpha = scatter_softmax(logit, index, dim_size)
         return F.dropout(alpha, p=self.dropout, training=self.training)
@@ -321,6 +337,82 @@ class RelationGATConv(MessagePassing):
             msg = (weight * h_j).sum(1)  # [E, H, C]
         msg = msg + self.rel_bias.index_select(0, edge_type)
         return alpha.unsqueeze(-1) * msg
+
+    def aggregate_fused(
+        self, h_src: Tensor, alpha: Tensor, edge_index: Tensor, edge_type: Tensor, num_dst: int
+    ) -> Tensor:
+        r"""The sum over edges of :meth:`message`, without its ``[E, heads, F_out]`` messages.
+
+        The message :math:`\alpha_{ij}^{h}(\sum_b a_{rb}\mathbf{V}_b^{h}\mathbf{x}_j
+        + \mathbf{b}_r^{h})` splits into a weighted sum of source rows,
+        :func:`~mmgraph.nn.scatter.edge_weighted_sum` with weights
+        :math:`\alpha_{ij}^{h} a_{rb}` (chunked, nothing per edge kept but the
+        weights), and the relation biases weighted by the summed attention
+        each target gives each relation, :math:`\sum_r A_{irh}\mathbf{b}_r^{h}`
+        with :math:`A` of size ``[N_dst, R, heads]``.
+
+        Args:
+            h_src (torch.Tensor): Transformed sources ``[N_src, B, heads, F_out]``.
+            alpha (torch.Tensor): Attention weights ``[E, heads]``.
+            edge_index (torch.Tensor): Edges ``[2, E]`` (source, target).
+            edge_type (torch.Tensor): Relation class per edge ``[E]``.
+            num_dst (int): Number of target nodes.
+
+        Returns:
+            ``[N_dst, heads, F_out]``, what :meth:`propagate` returns.
+        """
+        B, H, C = h_src.size(1), self.heads, self.out_channels
+        src, dst = edge_index[0], edge_index[1]
+        if self.comp is None:
+            out = edge_weighted_sum(alpha, h_src[:, 0], src, dst, num_dst)  # [N_dst, H, C]
+        else:
+            weight = self.comp.index_select(0, edge_type).unsqueeze(-1) * alpha.unsqueeze(1)  # [E, B, H]
+            out = edge_weighted_sum(weight.view(-1, B * H), h_src.view(-1, B * H, C), src, dst, num_dst)
+            out = out.view(-1, B, H, C).sum(1)  # [N_dst, H, C]
+        num_rel = self.rel_bias.size(0)
+        # Attention each target gives each relation class, summed over its edges.
+        per_relation = scatter_sum(alpha, dst * num_rel + edge_type, num_dst * num_rel)  # [N_dst * R, H]
+        per_relation = per_relation.view(num_dst, num_rel, H)  # [N_dst, R, H]
+        return out + torch.einsum("nrh,rhc->nhc", per_relation, self.rel_bias)
+
+    def _can_fuse(self) -> bool:
+        """Whether :meth:`aggregate_fused` may stand in for :meth:`propagate` (nothing observes messages)."""
+        hooks = (
+            self._propagate_forward_pre_hooks,
+            self._propagate_forward_hooks,
+            self._message_forward_pre_hooks,
+            self._message_forward_hooks,
+            self._aggregate_forward_pre_hooks,
+            self._aggregate_forward_hooks,
+        )
+        return (
+            self.memory_efficient
+            and not self.explain
+            and self.decomposed_layers == 1
+            and self.flow == "source_to_target"
+            and type(self.aggr_module) is SumAggregation
+            and not any(hooks)
+        )
+
+    def _geometry_logit(self, edge_attr: Tensor) -> Tensor:
+        r"""The geometry term of the logits, :math:`\mathbf{a}_{\mathrm{geo}}^{h\top}\mathrm{ReLU}(\mathbf{G}^{h}\mathbf{g}_{ij})`.
+
+        ``[E, heads]``, in chunks of edges, each under activation
+        checkpointing, so that the ``[E, heads, F_out]`` hidden layer is never
+        kept for backward but recomputed chunk by chunk.
+        """
+        if not self.memory_efficient or torch.compiler.is_compiling():
+            return self._geometry_term(edge_attr)
+        rows = max(1, scatter.EDGE_CHUNK_BYTES // (self.heads * self.out_channels * edge_attr.element_size()))
+        if not torch.is_grad_enabled():
+            return torch.cat([self._geometry_term(chunk) for chunk in edge_attr.split(rows)])
+        return torch.cat(
+            [checkpoint(self._geometry_term, chunk, use_reentrant=False) for chunk in edge_attr.split(rows)]
+        )
+
+    def _geometry_term(self, edge_attr: Tensor) -> Tensor:
+        geo = F.relu(self.lin_edge(edge_attr)).view(-1, self.heads, self.out_channels)  # [E, H, C]
+        return (geo * self.att_edge).sum(-1)  # [E, H]
 
     def _edge_list(
         self, edge_index: Adj, edge_type: OptTensor, edge_attr: OptTensor, num_src: int, num_dst: int

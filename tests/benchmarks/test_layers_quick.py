@@ -25,6 +25,11 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         ("graph_attention", "RelationGATConv"),
         ("graph_attention", "GATConv"),
         ("graph_attention", "RGATConv"),
+        ("region_attention", "nn.MultiheadAttention"),
+        ("region_attention", "dense"),
+        ("region_attention", "nn.MultiheadAttention + kNN mask"),
+        ("region_attention", "sparse"),
+        ("region_attention", "RelationGATConv"),
     }
     for entry in payload["results"]:
         assert entry["num_edges"] > 0

@@ -5,6 +5,7 @@ from torch import nn
 from mmgraph.errors import InputError
 from mmgraph.nn import CrossModalAttention, complete_edge_index
 from mmgraph.nn import cross_attention as ca
+from mmgraph.nn import scatter as sc
 from mmgraph.nn.scatter import scatter_sum
 
 SIZES = [(3, 5), (4, 2), (1, 6), (5, 1)]  # (source nodes, target nodes) per graph
@@ -197,3 +198,50 @@ def test_trains_inside_a_plain_module():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def _gathering_sparse_path(attn, x_src, x_dst, edge_index):
+    """The sparse path as first written: per-edge [E, heads, d] gathers kept by autograd."""
+    H, D = attn.num_heads, attn.head_dim
+    src, dst = edge_index[0], edge_index[1]
+    q = attn.q_proj(x_dst).view(-1, H, D)
+    k = attn.k_proj(x_src).view(-1, H, D)
+    v = attn.v_proj(x_src).view(-1, H, D)
+    logit = (q[dst] * k[src]).sum(-1) / D**0.5  # [E, H]
+    alpha = sc._softmax_reference(logit, dst, x_dst.size(0), True)
+    out = scatter_sum(alpha.unsqueeze(-1) * v[src], dst, x_dst.size(0), pure=True)  # [N_dst, H, D]
+    return attn.out_proj(out.reshape(-1, H * D))
+
+
+@pytest.mark.parametrize("chunk_bytes", [512, 2**22], ids=["many_chunks", "one_chunk"])
+def test_sparse_path_equals_gathering_reference_with_gradients(monkeypatch, chunk_bytes):
+    monkeypatch.setattr(sc, "EDGE_CHUNK_BYTES", chunk_bytes)
+    attn = CrossModalAttention(16, 4).eval()
+    with torch.no_grad():
+        for lin in (attn.q_proj, attn.k_proj, attn.v_proj):
+            lin.bias.normal_()
+    x_src, x_dst, batch_src, batch_dst = _batch()
+    x_src.requires_grad_(), x_dst.requires_grad_()
+    # A random subset of each graph's complete edges, so targets have different in-degrees.
+    edge_index = complete_edge_index(batch_src, batch_dst)
+    edge_index = edge_index[:, torch.rand(edge_index.size(1)) < 0.6]
+    weight = torch.randn(x_dst.size(0), 16)
+    inputs = (x_src, x_dst, *attn.parameters())
+    out = attn(x_src, x_dst, edge_index, batch_src, batch_dst, complete=False)
+    ref = _gathering_sparse_path(attn, x_src, x_dst, edge_index)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    got = torch.autograd.grad((out * weight).sum(), inputs)
+    want = torch.autograd.grad((ref * weight).sum(), inputs)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_sparse_path_keeps_no_per_edge_feature_tensor_for_backward():
+    attn = CrossModalAttention(32, 4)
+    x_src, x_dst = torch.randn(40, 32, requires_grad=True), torch.randn(30, 32, requires_grad=True)
+    edge_index = torch.stack([torch.randint(0, 40, (900,)), torch.randint(0, 30, (900,))])
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        attn(x_src, x_dst, edge_index, complete=False).sum().backward()
+    # Per edge at most [E, heads] values are kept; [E, heads, d] would be 900 * 32 each.
+    assert max(saved) == 900 * 4

@@ -287,3 +287,72 @@ def test_pure_torch_and_torch_scatter_give_the_same_layer_output(monkeypatch):
     monkeypatch.setattr(scatter_module, "FORCE_PURE_TORCH", True)
     pure = conv(x, edge_index, edge_type, edge_attr, cond)
     torch.testing.assert_close(fast, pure, atol=1e-5, rtol=1e-5)
+
+
+def _batch_of_graphs():
+    x1, x2 = torch.randn(6, 16), torch.randn(9, 16)
+    g1, g2 = _graph(6, 15), _graph(9, 25)
+    x = torch.cat([x1, x2]).requires_grad_()
+    edge_index = torch.cat([g1[0], g2[0] + 6], dim=1)
+    edge_type, edge_attr = torch.cat([g1[1], g2[1]]), torch.cat([g1[2], g2[2]])
+    batch = torch.cat([torch.zeros(6, dtype=torch.long), torch.ones(9, dtype=torch.long)])
+    return x, edge_index, edge_type, edge_attr, batch
+
+
+@pytest.mark.parametrize("num_bases", [None, 3])
+@pytest.mark.parametrize("chunk_bytes", [512, 2**22], ids=["many_chunks", "one_chunk"])
+def test_memory_efficient_path_equals_propagate_with_gradients(monkeypatch, num_bases, chunk_bytes):
+    monkeypatch.setattr(scatter_module, "EDGE_CHUNK_BYTES", chunk_bytes)
+    conv = _full_conv(num_bases=num_bases, add_self_loops=True)
+    reference = _full_conv(num_bases=num_bases, add_self_loops=True, memory_efficient=False)
+    reference.load_state_dict(conv.state_dict())
+    x, edge_index, edge_type, edge_attr, batch = _batch_of_graphs()
+    cond = torch.randn(2, 5)
+    weight = torch.randn(x.size(0), 16)
+    outs, grads = [], []
+    for layer in (conv, reference):
+        out, (_, alpha) = layer(
+            x, edge_index, edge_type, edge_attr, cond, batch=batch, return_attention_weights=True
+        )
+        outs.append((out, alpha))
+        grads.append(torch.autograd.grad((out * weight).sum(), (x, *layer.parameters())))
+    for a, b in zip(outs[0], outs[1]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+def test_memory_efficient_path_keeps_no_per_edge_message_for_backward():
+    conv = _full_conv(heads=4, num_bases=None)
+    x = torch.randn(30, 16, requires_grad=True)
+    edge_index = torch.stack([torch.randint(0, 30, (900,)), torch.randint(0, 30, (900,))])
+    edge_type = torch.randint(0, NUM_SPATIAL_CLASSES, (900,))
+    edge_attr = torch.randn(900, GEOMETRY_DIM)
+    for memory_efficient, bound in ((True, 900 * 4), (False, 900 * 4 * 8)):
+        conv.memory_efficient = memory_efficient
+        saved = []
+
+        def pack(t, saved=saved):
+            saved.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            conv(x, edge_index, edge_type, edge_attr, torch.randn(1, 5)).sum().backward()
+        # [E, heads] values per edge at most; messages [E, heads, out] on the general path.
+        assert max(saved) == bound
+
+
+def test_message_hooks_and_other_aggregations_take_the_general_path():
+    conv = _full_conv().eval()
+    x = torch.randn(8, 16)
+    edge_index, edge_type, edge_attr = _graph()
+    cond = torch.randn(1, 5)
+    fused = conv(x, edge_index, edge_type, edge_attr, cond)
+    seen = []
+    handle = conv.register_message_forward_hook(lambda module, inputs, msg: seen.append(msg.shape))
+    torch.testing.assert_close(conv(x, edge_index, edge_type, edge_attr, cond), fused, atol=1e-6, rtol=1e-6)
+    assert seen == [(edge_index.size(1), 2, 8)]
+    handle.remove()
+    mean = _randomise(RelationGATConv(16, 8, NUM_SPATIAL_CLASSES, heads=2, aggr="mean"))
+    assert not mean._can_fuse()
+    assert conv._can_fuse()

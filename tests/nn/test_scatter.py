@@ -88,3 +88,83 @@ def test_num_graphs():
     assert num_graphs(None) == 1
     assert num_graphs(torch.tensor([], dtype=torch.long)) == 1
     assert num_graphs(torch.tensor([0, 0, 2]), None, torch.tensor([1, 4])) == 5
+
+
+def _edge_data(dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(7, 3, 4, generator=g, dtype=dtype, requires_grad=True)  # [N_a, H, d]
+    b = torch.randn(5, 3, 4, generator=g, dtype=dtype, requires_grad=True)  # [N_b, H, d]
+    index_a = torch.randint(0, 6, (40,), generator=g)  # row 6 of a gets no edge
+    index_b = torch.randint(0, 5, (40,), generator=g)
+    weight = torch.randn(40, 3, generator=g, dtype=dtype, requires_grad=True)  # [E, H]
+    return a, b, index_a, index_b, weight
+
+
+def _grads(out, inputs):
+    return torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), inputs)
+
+
+@pytest.mark.parametrize("chunk_bytes", [16, 2**22], ids=["many_chunks", "one_chunk"])
+def test_edge_dot_and_weighted_sum_equal_plain_gathers(monkeypatch, chunk_bytes):
+    monkeypatch.setattr(sc, "EDGE_CHUNK_BYTES", chunk_bytes)
+    a, b, index_a, index_b, weight = _edge_data()
+    out = sc.edge_dot(a, b, index_a, index_b)
+    ref = (a[index_a] * b[index_b]).sum(-1)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    for got, want in zip(_grads(out, (a, b)), _grads(ref, (a, b))):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+    out = sc.edge_weighted_sum(weight, b, index_b, index_a, 7)
+    ref = scatter_sum(weight.unsqueeze(-1) * b[index_b], index_a, 7, pure=True)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    assert torch.equal(out[6], torch.zeros(3, 4))
+    for got, want in zip(_grads(out, (weight, b)), _grads(ref, (weight, b))):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+
+def test_edge_operators_are_deterministic_and_handle_no_edges(monkeypatch):
+    monkeypatch.setattr(sc, "EDGE_CHUNK_BYTES", 64)
+    a, b, index_a, index_b, weight = _edge_data()
+    assert torch.equal(sc.edge_dot(a, b, index_a, index_b), sc.edge_dot(a, b, index_a, index_b))
+    first = _grads(sc.edge_weighted_sum(weight, b, index_b, index_a, 7), (weight, b))
+    second = _grads(sc.edge_weighted_sum(weight, b, index_b, index_a, 7), (weight, b))
+    assert all(torch.equal(x, y) for x, y in zip(first, second))
+    none = torch.empty(0, dtype=torch.long)
+    assert sc.edge_dot(a, b, none, none).shape == (0, 3)
+    assert torch.equal(sc.edge_weighted_sum(weight[:0], b, none, none, 4), torch.zeros(4, 3, 4))
+
+
+def test_edge_operators_and_softmax_have_second_derivatives(monkeypatch):
+    monkeypatch.setattr(sc, "EDGE_CHUNK_BYTES", 64)
+    a, b, index_a, index_b, weight = _edge_data(torch.float64)
+    a, b, weight = a[:6].detach().requires_grad_(), b.detach().requires_grad_(), weight.detach()
+    weight = weight[:12].requires_grad_()
+    index_a, index_b = index_a[:12], index_b[:12]
+    assert torch.autograd.gradgradcheck(lambda x, y: sc.edge_dot(x, y, index_a, index_b), (a, b))
+    assert torch.autograd.gradgradcheck(
+        lambda w, y: sc.edge_weighted_sum(w, y, index_b, index_a, 6), (weight, b)
+    )
+    assert torch.autograd.gradgradcheck(lambda s: scatter_softmax(s, index_a, 6, pure=True), (weight,))
+
+
+def test_softmax_keeps_only_its_output_for_backward():
+    src, index = _data()
+    src.requires_grad_()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        alpha = scatter_softmax(src, index, 6, pure=True)
+    # The weights [E, *] and the index [E]: nothing else per edge.
+    assert sorted(saved, key=len) == [index.shape, src.shape]
+    grad = torch.autograd.grad((alpha * torch.arange(3.0)).sum(), src)[0]
+    ref = src.detach().clone().requires_grad_()
+    expected = torch.autograd.grad(
+        (sc._softmax_reference(ref, index, 6, True) * torch.arange(3.0)).sum(), ref
+    )
+    torch.testing.assert_close(grad, expected[0], atol=1e-6, rtol=1e-6)
+
+
+def test_softmax_gradient_of_all_minus_inf_group_is_zero():
+    src = torch.tensor([float("-inf"), float("-inf"), 0.5, 1.0], requires_grad=True)
+    index = torch.tensor([0, 0, 1, 1])
+    (scatter_softmax(src, index, 2, pure=True) * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert torch.equal(src.grad[:2], torch.zeros(2)) and torch.isfinite(src.grad).all()
