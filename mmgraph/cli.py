@@ -17,113 +17,133 @@ from mmgraph._version import __version__
 from mmgraph.errors import MMGraphError
 
 
-def _scene_samples(num_images: int, questions_per_image: int, seed: int, grid: int):
-    """Scenes from the synthetic generator, each as two samples per question:
-    scene-graph regions and a pixel grid of region nodes."""
-    import torch.nn.functional as F
-
-    from mmgraph.datasets.synthetic_language import QuestionGenerator
-    from mmgraph.datasets.synthetic_scene import SceneGenerator, render_tensor
-    from mmgraph.graph import (
-        Sample,
-        regions_from_feature_map,
-        regions_from_scene_graph,
-        scene_graph_vocabularies,
-    )
-
-    scenes = SceneGenerator(seed=seed)
-    questions = QuestionGenerator(seed=seed)
-    records = []
-    for index in range(num_images):
-        scene = scenes.generate_scene(index)
-        objects = [
-            {"name": o.name, "attributes": list(o.attributes.values()), "box": list(o.box)}
-            for o in scene.objects
-        ]
-        relations = [(r["subject"], r["predicate"], r["object"]) for r in scene.relations()]
-        pixels = render_tensor(scene).float() / 255.0  # [3, H, W]
-        records.append((scene, objects, relations, pixels, questions.generate(scene, questions_per_image)))
-    vocabs = scene_graph_vocabularies([(objs, rels) for _, objs, rels, _, _ in records])
-    graph_samples, grid_samples = [], []
-    for scene, objects, relations, pixels, qs in records:
-        size = (float(scene.width), float(scene.height))
-        sg = regions_from_scene_graph(objects, relations, size, *vocabs, sample_id=scene.image_id)
-        # A fixed pooling stands in for a CNN backbone here: grid cells of mean colour.
-        fmap = F.adaptive_avg_pool2d(pixels[None], grid)[0]  # [3, grid, grid]
-        cells = regions_from_feature_map(fmap, image_size=size, sample_id=scene.image_id)
-        for q in qs:
-            extra = {"family": q["family"], "answer": q["answer"]}
-            graph_samples.append(Sample(sg, q["question"], q["question_id"], None, q["grounding"], extra))
-            grid_samples.append(Sample(cells, q["question"], q["question_id"], None, q["grounding"], extra))
-    return graph_samples, grid_samples
-
-
-def _summarise(name: str, datas, seconds: float) -> None:
+def _summarise(name: str, datas) -> None:
     import torch
     from torch_geometric.loader import DataLoader
 
     from mmgraph.typing import DEP_EDGE, DEP_LABELS, NUM_DEP_LABELS, SPATIAL_EDGE
 
     batch = next(iter(DataLoader(datas, batch_size=len(datas))))
-    print(
-        f"\n== {name}: {len(datas)} graphs in {seconds * 1000:.0f} ms ({len(datas) / seconds:,.0f} graphs/s)"
-    )
-    print(f"   one PyG batch: {batch.num_graphs} graphs")
+    print(f"   {name}: {batch.num_graphs:,} graphs, one PyG batch")
     for node_type in batch.node_types:
         n = batch[node_type].num_nodes
-        print(f"   nodes {node_type:<8} {n:>7,}   ({n / batch.num_graphs:.1f} per graph)")
+        print(f"      nodes {node_type:<8} {n:>8,}   ({n / batch.num_graphs:.1f} per graph)")
     for edge_type in batch.edge_types:
         e = batch[edge_type].edge_index.size(1)
-        print(f"   edges {'-'.join(edge_type):<22} {e:>7,}   ({e / batch.num_graphs:.1f} per graph)")
+        print(f"      edges {'-'.join(edge_type):<24} {e:>8,}   ({e / batch.num_graphs:.1f} per graph)")
     if SPATIAL_EDGE in batch.edge_types:
         hist = torch.bincount(batch[SPATIAL_EDGE].edge_type, minlength=13)[1:].tolist()
-        print("   spatial classes 1..12: " + " ".join(str(c) for c in hist))
+        print("      spatial classes 1..12: " + " ".join(str(c) for c in hist))
     if DEP_EDGE in batch.edge_types:
         counts = Counter(DEP_LABELS[t % NUM_DEP_LABELS] for t in batch[DEP_EDGE].edge_type.tolist())
-        print("   top dependency labels: " + ", ".join(f"{k} {v}" for k, v in counts.most_common(6)))
+        print("      top dependency labels: " + ", ".join(f"{k} {v}" for k, v in counts.most_common(6)))
+
+
+def _step(n: int, text: str) -> float:
+    print(f"\n[{n}/4] {text}", flush=True)
+    return time.perf_counter()
+
+
+def _epochs(history) -> None:
+    for r in history:
+        if "train_loss" in r:
+            shown = {
+                k: v
+                for k, v in r.items()
+                if k in ("epoch", "train_loss", "samples_per_second")
+                or (
+                    k.startswith("val_")
+                    and "/" not in k
+                    and k.split("_", 1)[1] in ("accuracy", "rsum", "hard_negative_accuracy")
+                )
+            }
+            print("      " + "  ".join(f"{k} {_fmt(v)}" for k, v in shown.items()))
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from mmgraph.graph import GraphBuilder
+    from mmgraph.datasets.synthetic import generate_dataset, load_synthetic, question_only_baseline
+    from mmgraph.train.experiment import DataConfig, ModelSection, RunConfig, load_split, make_builder, run
+    from mmgraph.train.trainer import TrainConfig
     from mmgraph.typing import DEP_EDGE, DEP_LABELS, NUM_DEP_LABELS
 
-    t0 = time.perf_counter()
-    graph_samples, grid_samples = _scene_samples(args.images, args.questions, args.seed, args.grid)
+    out = Path(args.out)
+    data_root = out / "data"
     print(
-        f"mmgraph {__version__} quickstart: {args.images} synthetic scenes, {len(graph_samples)} questions "
-        f"(generated in {time.perf_counter() - t0:.1f} s, seed {args.seed})"
+        f"mmgraph {__version__} quickstart: synthetic scenes -> graphs -> VQA and retrieval models (in {out})"
     )
-    builder = GraphBuilder(parser=args.parser, region_edges=("spatial",), cross="complete")
-    t0 = time.perf_counter()
-    builder.fit_vocab([s.text for s in graph_samples])
+    t0 = _step(
+        1,
+        f"generate {args.images:,} synthetic scenes with {args.questions} questions each (seed {args.seed})",
+    )
+    if (data_root / "meta.json").exists():
+        print(f"   {data_root} exists; using it")
+    else:
+        generate_dataset(
+            data_root, num_images=args.images, questions_per_image=args.questions, seed=args.seed
+        )
+    print(f"   done in {time.perf_counter() - t0:.1f} s")
+
+    t0 = _step(2, f"build graphs (parser: {args.parser})")
+    data = DataConfig(dataset="synthetic-vqa", root=str(data_root), parser=args.parser, max_tokens=32)
+    builder = make_builder(data)
+    train_set = load_split(data, "train", builder)
     print(
-        f"parser: {args.parser}; vocabulary of {len(builder.vocab)} tokens ({time.perf_counter() - t0:.1f} s)"
+        f"   vocabulary of {len(train_set.vocab)} tokens, {len(train_set.answers)} answers; {time.perf_counter() - t0:.1f} s"
     )
-
-    t0 = time.perf_counter()
-    sg_graphs = builder.build_many(graph_samples)
-    _summarise("scene-graph regions", sg_graphs, time.perf_counter() - t0)
-
-    grid_builder = GraphBuilder(vocab=builder.vocab, parser=builder.parser, region_edges=("knn",), knn_k=8)
-    t0 = time.perf_counter()
-    grid_graphs = grid_builder.build_many(grid_samples)
-    _summarise(f"pixel grid regions ({args.grid}x{args.grid})", grid_graphs, time.perf_counter() - t0)
-
-    example = sg_graphs[0]
-    print(f"\nexample: {example.text!r} -> answer {example.answer!r} ({example.family})")
+    _summarise("training questions", [train_set[i] for i in range(min(len(train_set), 256))])
+    example = train_set[0]
     words = example.tokens
     arcs = [
         f"{words[h]} -{DEP_LABELS[t % NUM_DEP_LABELS]}-> {words[d]}"
         for (h, d), t in zip(example[DEP_EDGE].edge_index.t().tolist(), example[DEP_EDGE].edge_type.tolist())
+        if t < NUM_DEP_LABELS
     ]
-    print("   dependency arcs: " + "; ".join(arcs))
-    if args.draw:
-        from mmgraph.viz import draw_graph
+    print(f"   example: {example.text!r} -> {example.answer!r}")
+    print("      dependency arcs: " + "; ".join(arcs))
+    from mmgraph.viz import draw_graph
 
-        fig = draw_graph(example)
-        Path(args.draw).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.draw, dpi=110)
-        print(f"   drawn to {args.draw}")
+    draw_graph(example).savefig(out / "graph.png", dpi=110)
+    print(f"      drawn to {out / 'graph.png'}")
+
+    t0 = _step(3, f"train a graph VQA model for {args.epochs} epochs")
+    train = TrainConfig(
+        epochs=args.epochs, batch_size=32, lr=args.lr, warmup=0.02, out_dir=str(out / "vqa"), progress="off"
+    )
+    model = ModelSection(name="graph_vqa", hidden=args.hidden, layers=args.layers, heads=4, dropout=0.0)
+    vqa = run(RunConfig(data=data, model=model, train=train))
+    _epochs(vqa.history)
+    _, train_q, _ = load_synthetic(data_root, "train", check_images=False)
+    _, test_q, _ = load_synthetic(data_root, "test", check_images=False)
+    blind = question_only_baseline(train_q, test_q)
+    print(
+        f"   test accuracy {vqa.test_metrics['accuracy']:.3f} (question-only baseline {blind['overall']:.3f}) "
+        f"after {time.perf_counter() - t0:.0f} s"
+    )
+    for key, value in vqa.test_metrics.items():
+        if key.startswith("accuracy/"):
+            family = key.split("/", 1)[1]
+            print(f"      {family:<22} {value:.3f}   (baseline {blind.get(family, float('nan')):.3f})")
+
+    if args.skip_retrieval:
+        return 0
+    t0 = _step(4, f"train a graph retrieval model (dual encoder) for {args.epochs} epochs")
+    data.dataset = "synthetic-retrieval"
+    train.out_dir, train.monitor = str(out / "retrieval"), "rsum"
+    model = ModelSection(name="graph_retrieval", hidden=args.hidden, layers=args.layers, heads=4, dropout=0.0)
+    ret = run(RunConfig(data=data, model=model, train=train))
+    _epochs(ret.history)
+    m = ret.test_metrics
+    test_images = len({str(g.image_id) for g in load_split(data, "test", builder)})
+    print(
+        f"   test over {test_images} images: image->text R@1 {m['i2t_r1']:.1f} R@5 {m['i2t_r5']:.1f} "
+        f"R@10 {m['i2t_r10']:.1f}; text->image R@1 {m['t2i_r1']:.1f} R@5 {m['t2i_r5']:.1f} R@10 {m['t2i_r10']:.1f} "
+        f"(chance R@1 {100 / test_images:.1f})"
+    )
+    if "hard_negative_accuracy" in m:
+        print(
+            f"   hard negatives (same words, false for the image): true caption ranked first {m['hard_negative_accuracy']:.3f}"
+        )
+    print(f"   after {time.perf_counter() - t0:.0f} s; checkpoints in {out / 'vqa'} and {out / 'retrieval'}")
     return 0
 
 
@@ -274,18 +294,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser(
         "quickstart",
-        help="generate synthetic scenes and questions, build their graphs, print what was built",
-        description="Generates synthetic scenes and questions offline, builds their heterogeneous graphs "
-        "(scene-graph regions and a pixel grid), batches them with PyG and prints what it built.",
+        help="generate synthetic data, build graphs, train and evaluate VQA and retrieval models",
+        description="The main job in one command, offline: generates synthetic scenes with questions and "
+        "captions, builds their graphs, trains a graph VQA model and a graph retrieval model, and prints their "
+        "test accuracy and recall@K next to the baselines.",
     )
-    q.add_argument("--images", type=int, default=16, help="scenes to generate (default: 16)")
-    q.add_argument("--questions", type=int, default=4, help="questions per scene (default: 4)")
+    q.add_argument(
+        "--out", default="mmgraph-quickstart", help="folder for data and runs (default: mmgraph-quickstart)"
+    )
+    q.add_argument("--images", type=int, default=1500, help="scenes to generate (default: 1500)")
+    q.add_argument("--questions", type=int, default=10, help="questions per scene (default: 10)")
+    q.add_argument("--epochs", type=int, default=6, help="training epochs per model (default: 6)")
+    q.add_argument("--hidden", type=int, default=64, help="model width (default: 64)")
+    q.add_argument("--layers", type=int, default=2, help="fusion blocks (default: 2)")
+    q.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
     q.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
-    q.add_argument("--grid", type=int, default=8, help="grid side for pixel regions (default: 8)")
     q.add_argument(
         "--parser", choices=("spacy", "sequential"), default="spacy", help="text parser (default: spacy)"
     )
-    q.add_argument("--draw", metavar="PNG", help="also draw the first graph to this PNG file")
+    q.add_argument("--skip-retrieval", action="store_true", help="train only the VQA model")
     q.set_defaults(func=cmd_quickstart)
 
     g = sub.add_parser(

@@ -6,27 +6,34 @@ import pytest
 from mmgraph.cli import main
 
 
-def test_quickstart_builds_and_reports(capsys, tmp_path):
-    png = tmp_path / "g.png"
-    assert (
-        main(
-            ["quickstart", "--images", "3", "--questions", "2", "--parser", "sequential", "--draw", str(png)]
-        )
-        == 0
-    )
-    out = capsys.readouterr().out
-    assert "3 synthetic scenes, 6 questions" in out
-    assert "scene-graph regions: 6 graphs" in out
-    assert "pixel grid regions (8x8): 6 graphs" in out
-    assert "region-spatial-region" in out and "token-dep-token" in out
-    assert png.stat().st_size > 1000
+def test_quickstart_runs_the_main_job(capsys, tmp_path):
+    out = tmp_path / "qs"
+    args = ["quickstart", "--out", str(out), "--images", "20", "--questions", "3", "--epochs", "1"]
+    args += ["--parser", "sequential", "--hidden", "16", "--layers", "1"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    for step in (
+        "[1/4] generate",
+        "[2/4] build graphs",
+        "[3/4] train a graph VQA",
+        "[4/4] train a graph retrieval",
+    ):
+        assert step in text
+    assert "test accuracy" in text and "question-only baseline" in text
+    assert "image->text R@1" in text and "hard negatives" in text
+    assert (out / "graph.png").stat().st_size > 1000
+    assert (out / "vqa" / "best.pt").exists() and (out / "retrieval" / "best.pt").exists()
+    # A second run reuses the generated data.
+    assert main(args + ["--skip-retrieval"]) == 0
+    assert "exists; using it" in capsys.readouterr().out
 
 
 @pytest.mark.spacy
-def test_quickstart_with_spacy_prints_dependency_arcs(capsys):
+def test_quickstart_with_spacy_prints_dependency_arcs(capsys, tmp_path):
     pytest.importorskip("spacy")
-    assert main(["quickstart", "--images", "2", "--questions", "1"]) == 0
-    assert "dependency arcs:" in capsys.readouterr().out
+    args = ["quickstart", "--out", str(tmp_path), "--images", "10", "--questions", "2", "--epochs", "1"]
+    assert main(args + ["--hidden", "16", "--layers", "1", "--skip-retrieval"]) == 0
+    assert "-det->" in capsys.readouterr().out
 
 
 def test_help_of_every_command():
