@@ -329,7 +329,7 @@ class VQAEvaluator:
             predictions (Mapping or Iterable[dict]): ``{question_id: answer}``
                 or the official results list ``[{"question_id", "answer"}]``.
         """
-        preds = _predictions_by_id(predictions)
+        preds = predictions_by_id(predictions)
         questions = list(questions)
         qids = {q.question_id for q in questions}
         missing = [q.question_id for q in questions if q.question_id not in preds]
@@ -362,9 +362,11 @@ class VQAEvaluator:
         }
 
 
-def _predictions_by_id(
+def predictions_by_id(
     predictions: Union[Mapping[Hashable, str], Iterable[Mapping[str, Any]]],
 ) -> Dict[Hashable, str]:
+    """``{question_id: answer}`` from a mapping or from the official results
+    list ``[{question_id, answer}]``; a question answered twice is an error."""
     if isinstance(predictions, Mapping):
         return dict(predictions)
     out: Dict[Hashable, str] = {}

@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from mmgraph.datasets.formats.features import PathLike, _atomic_write
 from mmgraph.errors import DataFormatError, InputError
-from mmgraph.metrics.vqa import normalize_answer
+from mmgraph.metrics.vqa import normalize_answer, predictions_by_id
 
 QUESTION_KEYS = ("image_id", "question", "question_id")
 ANNOTATION_KEYS = (
@@ -244,11 +244,7 @@ def load_vqa_results(path: PathLike) -> Dict[int, str]:
     data = _read_json(path)
     if not isinstance(data, list):
         raise DataFormatError(f"file '{path}': a results file is a JSON list of {{question_id, answer}}")
-    out: Dict[int, str] = {}
-    for i, r in enumerate(data):
-        if not isinstance(r, dict) or "question_id" not in r or "answer" not in r:
-            raise DataFormatError(f"file '{path}': result #{i} lacks 'question_id' or 'answer': {r!r:.80}")
-        if r["question_id"] in out:
-            raise DataFormatError(f"file '{path}': question_id {r['question_id']} has more than one answer")
-        out[r["question_id"]] = r["answer"]
-    return out
+    try:
+        return predictions_by_id(data)
+    except InputError as e:
+        raise DataFormatError(f"file '{path}': {e}") from None
