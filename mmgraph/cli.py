@@ -203,14 +203,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(RunConfig, args.config, overrides)
     if cfg.train.out_dir is None:
         cfg.train.out_dir = "runs/" + cfg.model.name
-    print(f"training {cfg.model.name} on {cfg.data.dataset} ({cfg.data.root}) -> {cfg.train.out_dir}")
-    result = run(cfg, resume=args.resume)
-    for record in result.history:
-        if "train_loss" in record:
-            shown = {k: v for k, v in record.items() if "/" not in k}
-            print("   " + "  ".join(f"{k} {_fmt(v)}" for k, v in shown.items()))
-    print(f"test: {_metrics_line(result.test_metrics)}")
-    print(f"checkpoints, config.yaml, metrics.jsonl and test_metrics.json in {result.out_dir}")
+    from mmgraph.train.distributed import cleanup, init_distributed
+
+    main = init_distributed().is_main  # under torchrun only rank 0 reports
+    if main:
+        print(f"training {cfg.model.name} on {cfg.data.dataset} ({cfg.data.root}) -> {cfg.train.out_dir}")
+    try:
+        result = run(cfg, resume=args.resume)
+    finally:
+        cleanup()
+    if main:
+        for record in result.history:
+            if "train_loss" in record:
+                shown = {k: v for k, v in record.items() if "/" not in k}
+                print("   " + "  ".join(f"{k} {_fmt(v)}" for k, v in shown.items()))
+        print(f"test: {_metrics_line(result.test_metrics)}")
+        print(f"checkpoints, config.yaml, metrics.jsonl and test_metrics.json in {result.out_dir}")
     return 0
 
 

@@ -133,3 +133,29 @@ def test_inspect_draws_a_png(trained, tmp_path, capsys):
     png = tmp_path / "g.png"
     assert main(["inspect", str(data), "--parser", "sequential", "--index", "1", "--out", str(png)]) == 0
     assert png.stat().st_size > 1000
+
+
+def test_train_under_torchrun_with_two_processes(tmp_path):
+    """The README's distributed command: rank 0 prepares the data, both train, only rank 0 reports."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", port]
+    args += ["-m", "mmgraph.cli", "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    for setting in (
+        "data.generate=16",
+        "data.questions_per_image=2",
+        "data.parser=sequential",
+        "model.hidden=16",
+        "model.layers=1",
+        "train.epochs=1",
+        "train.batch_size=4",
+        "train.device=cpu",
+    ):
+        args += ["--set", setting]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("training graph_vqa") == 1
+    assert (tmp_path / "run" / "best.pt").exists()

@@ -26,6 +26,7 @@ from mmgraph.graph.vocab import Vocabulary
 from mmgraph.models.registry import create_model, model_kwargs_from_dataset
 from mmgraph.train.checkpoint import atomic_write, load_checkpoint
 from mmgraph.train.config import config_to_dict
+from mmgraph.train.distributed import init_distributed, main_process_first
 from mmgraph.train.tasks import RetrievalEvaluator, RetrievalLoss, evaluate_vqa, predict_vqa
 from mmgraph.train.trainer import TrainConfig, Trainer
 
@@ -168,9 +169,13 @@ def run(cfg: RunConfig, resume: Optional[str] = None) -> RunResult:
     """Trains ``cfg``'s model on its data and scores the best checkpoint (or
     the last state without an ``out_dir``) on the test split."""
     task = task_of(cfg.data.dataset)
+    dist = init_distributed()
     builder = make_builder(cfg.data)
-    train_set = load_split(cfg.data, cfg.data.train_split, builder)
-    val_set = load_split(cfg.data, cfg.data.val_split, builder) if cfg.data.val_split else None
+    # Under torchrun, rank 0 generates and processes the data while the others wait for its cache.
+    with main_process_first():
+        train_set = load_split(cfg.data, cfg.data.train_split, builder)
+        val_set = load_split(cfg.data, cfg.data.val_split, builder) if cfg.data.val_split else None
+        test_set = load_split(cfg.data, cfg.data.test_split, builder) if cfg.data.test_split else None
     model, kwargs = build_model(cfg, train_set)
     if task == "retrieval" and cfg.train.monitor == "accuracy":
         cfg.train.monitor = "rsum"
@@ -197,13 +202,12 @@ def run(cfg: RunConfig, resume: Optional[str] = None) -> RunResult:
     if out_dir is not None and (out_dir / "best.pt").exists():
         load_checkpoint(out_dir / "best.pt", model, restore_rng=False, map_location=trainer.device)
     test_metrics: Dict[str, float] = {}
-    if cfg.data.test_split:
-        test_set = load_split(cfg.data, cfg.data.test_split, builder)
+    if test_set is not None:
         model.eval()
         loader = DataLoader(test_set, batch_size=cfg.train.batch_size)
         with torch.no_grad():
             test_metrics = evaluator_for(task, builder)(model, loader, trainer.device)
-        if out_dir is not None:
+        if out_dir is not None and dist.is_main:
             with atomic_write(out_dir / "test_metrics.json") as f:
                 f.write(json.dumps(test_metrics, indent=1).encode())
     return RunResult(model, history, test_metrics, out_dir)
