@@ -159,3 +159,28 @@ def test_train_under_torchrun_with_two_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("training graph_vqa") == 1
     assert (tmp_path / "run" / "best.pt").exists()
+
+
+def test_resume_refuses_another_models_checkpoint(trained, capsys, tmp_path):
+    _, out = trained
+    args = ["train", "--data", str(trained[0]), "--out", str(tmp_path), "--resume", str(out / "last.pt")]
+    args += ["--model", "no_graph_vqa", "--set", "data.parser=sequential", "--set", "model.hidden=32"]
+    args += ["--set", "model.layers=1", "--set", "train.progress=off"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "model_name" in err and "graph_vqa" in err and "no_graph_vqa" in err
+
+
+def test_evaluation_refuses_data_with_another_vocabulary(trained):
+    from types import SimpleNamespace
+
+    from mmgraph.errors import CheckpointError
+    from mmgraph.graph.vocab import Vocabulary
+    from mmgraph.train.experiment import check_vocabularies, load_trained
+
+    _, out = trained
+    model = load_trained(out / "best.pt")
+    other = SimpleNamespace(vocab=Vocabulary(["zebra", *model.vocab.itos[3:]]), answers=model.answers)
+    with pytest.raises(CheckpointError, match="token vocabulary.*differs.*zebra"):
+        check_vocabularies(model, other, out / "best.pt")
+    check_vocabularies(model, SimpleNamespace(vocab=model.vocab, answers=model.answers), out / "best.pt")

@@ -283,8 +283,18 @@ class Trainer:
     def resume(self, path) -> None:
         """Restores model, optimiser, scheduler, scaler, random generators and
         the position in the epoch from a checkpoint of this run."""
+        # A run that names its model refuses another model's checkpoint by name.
+        expected = (
+            {"model_name": self.extra_state["model_name"]} if "model_name" in self.extra_state else None
+        )
         state = load_checkpoint(
-            path, self.model, self.optimizer, self.scheduler, self.scaler, map_location=self.device
+            path,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            map_location=self.device,
+            expected=expected,
         )
         extra = state.get("extra") or {}
         self.step = int(state["step"])
