@@ -44,6 +44,9 @@ from mmgraph.typing import (
 
 REGION_EDGE_KINDS = ("spatial", "knn", "complete")
 
+# Region pairs per vectorised pass in build_many (see there).
+_PAIRS_PER_CHUNK = 1 << 17
+
 # A scorer for ``cross="topk"``: (sample, parsed text) -> scores [T, R].
 CrossScorer = Callable[["Sample", ParsedText], Tensor]
 
@@ -215,7 +218,18 @@ class GraphBuilder(BaseTransform):
             _check_sample(s)
         _check_feature_sizes(samples)
         parsed = self._parse([s.text for s in samples], samples)
-        region_parts = self._region_edges([s.regions for s in samples])
+        # Region pairs in chunks of about _PAIRS_PER_CHUNK: the per-edge
+        # temporaries of a whole large batch would not stay in cache.
+        sizes = [s.regions.num_regions for s in samples]
+        region_parts: List[Dict[tuple, tuple]] = []
+        start = 0
+        while start < len(samples):
+            end, pairs = start, 0
+            while end < len(samples) and (end == start or pairs + sizes[end] ** 2 <= _PAIRS_PER_CHUNK):
+                pairs += sizes[end] ** 2
+                end += 1
+            region_parts.extend(self._region_edges([s.regions for s in samples[start:end]]))
+            start = end
         return [self._assemble(s, p, r) for s, p, r in zip(samples, parsed, region_parts)]
 
     # --------------------------------------------------------------- internal

@@ -229,3 +229,16 @@ def test_long_text_is_truncated_with_a_warning():
     assert data[TOKEN].num_nodes == 5
     assert any("sample 'long'" in str(w.message) and "truncated" in str(w.message) for w in caught)
     assert int(data[DEP_EDGE].edge_index.max()) < 5
+
+
+def test_build_many_in_chunks_equals_one_by_one(seq_builder, monkeypatch):
+    import mmgraph.graph.builder as builder_module
+
+    monkeypatch.setattr(builder_module, "_PAIRS_PER_CHUNK", 50)  # a few graphs per chunk, one when large
+    samples = [Sample(random_regions(n, seed=n), TEXTS[n % 4], n) for n in (3, 9, 4, 2, 8, 5)]
+    for many, s in zip(seq_builder.build_many(samples), samples):
+        one = seq_builder(s)
+        for et in one.edge_types:
+            assert torch.equal(many[et].edge_index, one[et].edge_index)
+            if "edge_attr" in one[et]:
+                assert torch.equal(many[et].edge_attr, one[et].edge_attr)
