@@ -21,6 +21,7 @@ from mmgraph.errors import DataFormatError, InputError
 from mmgraph.graph.boxes import grid_boxes
 from mmgraph.graph.builder import GraphBuilder, Sample
 from mmgraph.graph.regions import Regions, regions_from_scene_graph, scene_graph_vocabularies
+from mmgraph.graph.vocab import Vocabulary
 
 REGION_MODES = ("scene_graph", "pixels")
 
@@ -74,7 +75,7 @@ class _SyntheticBase(GraphDataset):
         regions: Dict[str, Regions] = {}
         images: Dict[str, torch.Tensor] = {}
         if self.regions_mode == "scene_graph":
-            vocabs = self._scene_vocabs()
+            vocabs = self.scene_vocabularies()
             for sc in scenes:
                 objects, relations = _scene_graph(sc)
                 size = (float(sc["width"]), float(sc["height"]))
@@ -92,7 +93,9 @@ class _SyntheticBase(GraphDataset):
                 images[sc["image_id"]] = _read_image(Path(self.raw_dir, sc["image"]))
         return regions, images
 
-    def _scene_vocabs(self):
+    def scene_vocabularies(self) -> Tuple[Vocabulary, Vocabulary, Vocabulary]:
+        """``(label_vocab, attr_vocab, predicate_vocab)`` of the training
+        split's scene graphs (every split encodes with these, as GQA does)."""
         return _vocabs_for(str(Path(self.raw_dir).resolve()), self.train_split)
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "is_model",
     "build_config",
     "model_kwargs_from_dataset",
+    "concept_token_ids",
     "DATA_KEYS",
 ]
 
@@ -51,6 +52,8 @@ DATA_KEYS: Tuple[str, ...] = (
     "answers",
     "num_labels",
     "num_attrs",
+    "label_token_ids",
+    "attr_token_ids",
     "num_predicates",
     "region_feature_dim",
     "pixels",
@@ -150,18 +153,35 @@ def build_config(
 
 
 # ----------------------------------------------------------------- data sizes
-def _vocab_sizes(dataset) -> Optional[Tuple[int, int, int]]:
-    """``(labels, attributes, predicates)`` sizes of a data set's scene-graph vocabularies, if it has them."""
-    vocabs = getattr(dataset, "label_vocab", None), getattr(dataset, "attr_vocab", None)
-    if all(v is not None for v in vocabs) and getattr(dataset, "predicate_vocab", None) is not None:
-        return len(dataset.label_vocab), len(dataset.attr_vocab), len(dataset.predicate_vocab)
-    # GQA exposes scene_vocabularies(); the synthetic data sets keep theirs behind _scene_vocabs().
-    for name in ("scene_vocabularies", "_scene_vocabs"):
-        method = getattr(dataset, name, None)
-        if callable(method):
-            labels, attrs, predicates = method()
-            return len(labels), len(attrs), len(predicates)
-    return None
+def _scene_vocabularies(dataset) -> Optional[Tuple[Any, Any, Any]]:
+    """``(labels, attributes, predicates)`` vocabularies of a data set's scene graphs, if it has them:
+    its ``label_vocab`` / ``attr_vocab`` / ``predicate_vocab`` attributes or its ``scene_vocabularies()``."""
+    vocabs = tuple(getattr(dataset, name, None) for name in ("label_vocab", "attr_vocab", "predicate_vocab"))
+    if all(v is not None for v in vocabs):
+        return vocabs
+    method = getattr(dataset, "scene_vocabularies", None)
+    return tuple(method()) if callable(method) else None
+
+
+def concept_token_ids(concepts, vocab) -> List[int]:
+    """For every entry of a scene-graph vocabulary (``concepts.itos``), the id
+    of the same word in the token vocabulary ``vocab``, or ``-1`` where it has
+    none (specials, multi-word names, words no question uses): the map
+    :class:`~mmgraph.nn.RegionEncoder` ties label and attribute embeddings to
+    word embeddings with. Lower-case is tried when the exact form is missing."""
+    specials = set(getattr(concepts, "specials", ()))
+    out = []
+    for word in concepts.itos:
+        word = str(word)
+        if word in specials:
+            out.append(-1)
+        elif word in vocab:
+            out.append(int(vocab.stoi[word]))
+        elif word.lower() in vocab:
+            out.append(int(vocab.stoi[word.lower()]))
+        else:
+            out.append(-1)
+    return out
 
 
 def _max_id(value: Optional[Tensor]) -> Optional[int]:
@@ -177,7 +197,9 @@ def model_kwargs_from_dataset(dataset) -> Dict[str, Any]:
     (from ``dataset.answers``, VQA data sets); ``num_labels``, ``num_attrs``,
     ``num_predicates`` (the scene-graph vocabularies, where the regions carry
     labels, attributes and semantic edges; the largest id in the data + 1 when
-    the data set keeps no vocabulary); ``region_feature_dim`` (where regions
+    the data set keeps no vocabulary); ``label_token_ids`` and
+    ``attr_token_ids`` (where it keeps them: :func:`concept_token_ids`, the
+    maps that tie region concepts to question words); ``region_feature_dim`` (where regions
     carry features ``x``); ``pixels`` and ``grid`` (where graphs carry
     ``image``); ``edge_types`` (the intra-modal edge types the graphs have).
     """
@@ -200,12 +222,17 @@ def model_kwargs_from_dataset(dataset) -> Dict[str, Any]:
     data = getattr(dataset, "_data", None)
     data = first if data is None else data
     region = data[REGION]
-    sizes = _vocab_sizes(dataset)
+    scene_vocabs = _scene_vocabularies(dataset)
+    sizes = tuple(len(v) for v in scene_vocabs) if scene_vocabs else None
     edge_types = [t for t in REGION_EDGE_TYPES + TOKEN_EDGE_TYPES if t in first.edge_types]
     if "label" in store:
         out["num_labels"] = sizes[0] if sizes else _max_id(region.get("label"))
+        if scene_vocabs:
+            out["label_token_ids"] = concept_token_ids(scene_vocabs[0], vocab)
     if "attr" in store:
         out["num_attrs"] = sizes[1] if sizes else _max_id(region.get("attr"))
+        if scene_vocabs:
+            out["attr_token_ids"] = concept_token_ids(scene_vocabs[1], vocab)
     if SEMANTIC_EDGE in edge_types:
         semantic = data[SEMANTIC_EDGE] if SEMANTIC_EDGE in data.edge_types else None
         out["num_predicates"] = (

@@ -64,6 +64,21 @@ class RegionEncoder(nn.Module):
     :math:`A_i` are the region's valid attributes (``-1`` entries of
     ``attr`` are padding and ignored); a region without any contributes zero.
 
+    **Concept tying.** Given ``concept_emb`` (the question's word embedding
+    table, :attr:`TokenEncoder.word_emb`) and the maps ``label_token_ids`` /
+    ``attr_token_ids`` (label or attribute id -> the id of the same word in
+    the token vocabulary, ``-1`` where the vocabulary lacks it), a label or
+    attribute whose word the questions use is embedded by that word's row,
+    :math:`\mathbf{E}_{\mathrm{label}}[l] = \mathbf{E}_{\mathrm{word}}[\pi(l)]`,
+    and the others by the layer's own table (the learned fallback). Region
+    concepts and question words then start in one space and every update of
+    "cube" moves both, as the shared GloVe concept/word embeddings of the
+    Neural State Machine (`Hudson & Manning 2019
+    <https://arxiv.org/abs/1907.03950>`_) and LCGN's GQA setting
+    (`Hu et al. 2019 <https://arxiv.org/abs/1905.04405>`_) do; the model
+    need not learn from the answers alone which region label matches which
+    question word.
+
     Args:
         hidden (int): Output size.
         feature_dim (int, optional): Size of region features ``x``; ``-1`` for
@@ -77,6 +92,22 @@ class RegionEncoder(nn.Module):
         attr_reduce (str, optional): ``"mean"`` or ``"sum"`` of the valid
             attribute embeddings. (default: ``"mean"``)
         dropout (float, optional): Dropout on the output. (default: :obj:`0.0`)
+        concept_emb (torch.nn.Embedding, optional): The shared word embedding
+            table (of size ``hidden``) that mapped labels and attributes are
+            embedded with; it stays owned by whoever else registers it.
+            (default: :obj:`None`)
+        label_token_ids (Sequence[int], optional): For every label id, its row
+            of ``concept_emb`` or ``-1`` (own embedding); ``num_labels`` long.
+            Needs ``concept_emb``. (default: :obj:`None`)
+        attr_token_ids (Sequence[int], optional): As ``label_token_ids``, for
+            the attribute ids; ``num_attrs`` long. (default: :obj:`None`)
+        part_norm (bool, optional): Layer-normalise each input term before
+            the sum, as LXMERT's object encoder does
+            (:math:`\mathrm{LN}(\mathbf{W}_F\mathbf{f}) + \mathrm{LN}(\mathbf{W}_P\mathbf{p})`,
+            `Tan & Bansal 2019 <https://arxiv.org/abs/1908.07490>`_): at
+            initialisation the box projection is about 15x the scale of the
+            ``std=0.02`` embeddings and would otherwise drown the label and
+            attributes in the sum. (default: :obj:`False`)
 
     Shapes:
         - **input:** ``x`` :math:`(R, F)`, ``box`` :math:`(R, 4)` in
@@ -94,6 +125,10 @@ class RegionEncoder(nn.Module):
         box_dim: Optional[int] = 5,
         attr_reduce: str = "mean",
         dropout: float = 0.0,
+        concept_emb: Optional[nn.Embedding] = None,
+        label_token_ids: Optional[Sequence[int]] = None,
+        attr_token_ids: Optional[Sequence[int]] = None,
+        part_norm: bool = False,
     ):
         super().__init__()
         if box_dim not in (4, 5, None):
@@ -114,9 +149,65 @@ class RegionEncoder(nn.Module):
         self.label_emb = nn.Embedding(num_labels, hidden) if num_labels is not None else None
         self.attr_emb = nn.Embedding(num_attrs, hidden) if num_attrs is not None else None
         self.lin_box = nn.Linear(box_dim, hidden) if box_dim is not None else None
+        self.part_norm = None
+        if part_norm:
+            enabled = {"x": self.lin_x, "label": self.label_emb, "attr": self.attr_emb, "box": self.lin_box}
+            self.part_norm = nn.ModuleDict(
+                {name: nn.LayerNorm(hidden) for name, layer in enabled.items() if layer is not None}
+            )
         self.norm = nn.LayerNorm(hidden)
         self.drop = nn.Dropout(dropout)
+        # Kept outside the module tree: the table's owner (the token encoder) registers, saves
+        # and resets it; a second registration would list the same weight under two names.
+        self._concept_emb = [concept_emb] if concept_emb is not None else []
+        self.register_buffer(
+            "label_token_ids", self._token_map("label", label_token_ids, num_labels), persistent=False
+        )
+        self.register_buffer(
+            "attr_token_ids", self._token_map("attr", attr_token_ids, num_attrs), persistent=False
+        )
         self.reset_parameters()
+
+    def _token_map(self, name: str, ids: Optional[Sequence[int]], size: Optional[int]) -> OptTensor:
+        if ids is None:
+            return None
+        if not self._concept_emb:
+            raise InputError(
+                f"RegionEncoder: {name}_token_ids were given without concept_emb; pass the word "
+                "embedding table they index (TokenEncoder.word_emb)."
+            )
+        ids = torch.as_tensor(list(ids), dtype=torch.long)
+        if size is None or ids.numel() != size:
+            raise InputError(
+                f"RegionEncoder: {name}_token_ids has {ids.numel()} entries but num_{name}s={size}; "
+                f"give one token id (or -1) per {name} id."
+            )
+        table = self._concept_emb[0]
+        if table.embedding_dim != self.hidden:
+            raise InputError(
+                f"RegionEncoder: concept_emb has size {table.embedding_dim}, the layer {self.hidden}; "
+                "tie to a word embedding of the same hidden size."
+            )
+        bad = (ids < -1) | (ids >= table.num_embeddings)
+        if bool(bad.any()):
+            raise InputError(
+                f"RegionEncoder: {name}_token_ids[{int(bad.nonzero()[0])}] = {int(ids[bad][0])} is not a row "
+                f"of concept_emb (0..{table.num_embeddings - 1}) or -1."
+            )
+        return ids
+
+    @property
+    def tied(self) -> bool:
+        """Whether labels or attributes are embedded with the shared word table."""
+        return self.label_token_ids is not None or self.attr_token_ids is not None
+
+    def _embed(self, ids: Tensor, own: nn.Embedding, token_ids: OptTensor) -> Tensor:
+        """``own(ids)``, or the shared word row where ``token_ids`` maps the id to one."""
+        if token_ids is None:
+            return own(ids)
+        mapped = token_ids[ids]  # [...] token ids, -1 where the word is not in the vocabulary
+        shared = self._concept_emb[0](mapped.clamp(min=0))  # [..., hidden]
+        return torch.where((mapped >= 0).unsqueeze(-1), shared, own(ids))
 
     def reset_parameters(self) -> None:
         if self.lin_x is not None:
@@ -126,6 +217,9 @@ class RegionEncoder(nn.Module):
                 nn.init.normal_(emb.weight, std=0.02)
         if self.lin_box is not None:
             self.lin_box.reset_parameters()
+        if self.part_norm is not None:
+            for norm in self.part_norm.values():
+                norm.reset_parameters()
         self.norm.reset_parameters()
 
     def forward(
@@ -139,12 +233,12 @@ class RegionEncoder(nn.Module):
                     "RegionEncoder: region features x were given but the layer has no feature input; "
                     "build it with feature_dim=-1 (or the feature size)."
                 )
-            parts.append(self.lin_x(x))
+            parts.append(("x", self.lin_x(x)))
         if label is not None and self.label_emb is not None:
             _check_ids(
                 "RegionEncoder label", label, self.num_labels, "set num_labels to the label vocabulary size"
             )
-            parts.append(self.label_emb(label))
+            parts.append(("label", self._embed(label, self.label_emb, self.label_token_ids)))
         if attr is not None and self.attr_emb is not None:
             if attr.dim() == 1:
                 attr = attr.unsqueeze(-1)  # one attribute per region: [R, 1]
@@ -155,28 +249,35 @@ class RegionEncoder(nn.Module):
                 self.num_attrs,
                 "set num_attrs to the attribute vocabulary size",
             )
-            emb = self.attr_emb(attr.clamp(min=0)) * valid.unsqueeze(-1)  # [R, A, hidden]
+            emb = self._embed(attr.clamp(min=0), self.attr_emb, self.attr_token_ids)  # [R, A, hidden]
+            emb = emb * valid.unsqueeze(-1)
             emb = emb.sum(1)  # [R, hidden]
             if self.attr_reduce == "mean":
                 emb = emb / valid.sum(1, keepdim=True).clamp(min=1)
-            parts.append(emb)
+            if self.part_norm is not None:
+                # A region without attributes still contributes zero, not the norm's bias.
+                emb = self.part_norm["attr"](emb) * valid.any(1, keepdim=True)
+            parts.append(("attr", emb))
         if box is not None and self.lin_box is not None:
-            parts.append(self.lin_box(box_features(box, self.box_dim)))
+            parts.append(("box", self.lin_box(box_features(box, self.box_dim))))
         if not parts:
             raise InputError(
                 "RegionEncoder: none of the inputs the layer was built for was given "
                 f"(feature_dim={self.feature_dim}, num_labels={self.num_labels}, num_attrs={self.num_attrs}, "
                 f"box_dim={self.box_dim}); pass x, label, attr or box."
             )
-        out = parts[0]
-        for part in parts[1:]:
-            out = out + part
+        out = None
+        for name, part in parts:
+            if self.part_norm is not None and name != "attr":
+                part = self.part_norm[name](part)
+            out = part if out is None else out + part
         return self.drop(self.norm(out))
 
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}({self.hidden}, feature_dim={self.feature_dim}, "
-            f"num_labels={self.num_labels}, num_attrs={self.num_attrs}, box_dim={self.box_dim})"
+            f"num_labels={self.num_labels}, num_attrs={self.num_attrs}, box_dim={self.box_dim}"
+            f"{', tied' if self.tied else ''})"
         )
 
 

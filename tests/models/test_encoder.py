@@ -247,3 +247,55 @@ def test_pretrained_token_features(datasets):
     torch.testing.assert_close(alone.fused[0], out.fused[2], atol=1e-4, rtol=1e-4)
     # Frozen by default: only mmgraph's own layers train.
     assert not any(p.requires_grad for p in model.text_features.parameters())
+
+
+def test_concept_tying_shares_the_word_embedding(datasets):
+    ds = datasets["scene_graph"]
+    labels, attrs, _ = ds.scene_vocabularies()
+    maps = dict(
+        num_labels=len(labels),
+        num_attrs=len(attrs),
+        label_token_ids=[ds.vocab.stoi.get(w, -1) for w in labels.itos],
+        attr_token_ids=[ds.vocab.stoi.get(w, -1) for w in attrs.itos],
+    )
+    assert max(maps["label_token_ids"]) >= 0  # the questions name shapes
+    tied = MMGraphEncoder(_config(ds, **maps))
+    untied = MMGraphEncoder(_config(ds, tie_concepts=False, **maps))
+    assert tied.region_encoder.tied and not untied.region_encoder.tied
+    # Same parameters and state either way: tying adds no weights, so checkpoints keep their keys.
+    assert tied.state_dict().keys() == untied.state_dict().keys()
+    batch = _batch(ds)
+    tied(batch).fused.square().sum().backward()
+    rows = torch.tensor([i for i in maps["label_token_ids"] if i >= 0])
+    word_grad = tied.token_encoder.word_emb.weight.grad
+    assert word_grad.index_select(0, rows).abs().sum() > 0
+    # Untied configs (and pixel regions, which have no labels) build no map.
+    assert not MMGraphEncoder(_config(ds, "pixels", **maps)).config.ties_concepts()
+    with pytest.raises(ConfigError, match="label_token_ids has 2 entries for 5 ids"):
+        _config(ds, num_labels=5, label_token_ids=[0, 1])
+    with pytest.raises(ConfigError, match="outside"):
+        _config(ds, num_attrs=1, attr_token_ids=[len(ds.vocab)])
+
+
+def test_region_part_norm_and_product_fusion(datasets):
+    ds = datasets["scene_graph"]
+    batch = _batch(ds)
+    default = MMGraphEncoder(_config(ds))
+    assert set(default.region_encoder.part_norm) == {"label", "attr", "box"}
+    assert MMGraphEncoder(_config(ds, region_part_norm=False)).region_encoder.part_norm is None
+    torch.manual_seed(0)
+    product = MMGraphEncoder(_config(ds, fusion="product")).eval()
+    torch.manual_seed(0)
+    summed = MMGraphEncoder(_config(ds)).eval()
+    with torch.no_grad():
+        out, ref = product(batch), summed(batch)
+    # Same weights, same pooled vectors; only the fused vector differs.
+    torch.testing.assert_close(out.region, ref.region)
+    assert out.fused.shape == ref.fused.shape and not torch.allclose(out.fused, ref.fused)
+    with torch.no_grad():
+        expected = product.fuse_norm(
+            torch.tanh(product.fuse_region(out.region)) * torch.tanh(product.fuse_token(out.token))
+        )
+    torch.testing.assert_close(out.fused, expected)
+    with pytest.raises(ConfigError, match="fusion"):
+        _config(ds, fusion="concat")

@@ -126,6 +126,42 @@ def test_model_kwargs_from_dataset(datasets):
     assert pixels["pixels"] is True and pixels["grid"] == GRID and "num_labels" not in pixels
     retrieval = model_kwargs_from_dataset(datasets["retrieval", "scene_graph"])
     assert "num_answers" not in retrieval
+    # Concept tying maps: every label / attribute id to the same word's token id, or -1.
+    labels, attrs, _ = ds.scene_vocabularies()
+    for concepts, ids in ((labels, kwargs["label_token_ids"]), (attrs, kwargs["attr_token_ids"])):
+        assert len(ids) == len(concepts)
+        for word, token_id in zip(concepts.itos, ids):
+            if token_id >= 0:
+                assert ds.vocab.itos[token_id] == word
+            else:
+                assert word in concepts.specials or word not in ds.vocab
+    assert kwargs["label_token_ids"][: len(labels.specials)] == [-1] * len(labels.specials)
+    assert sum(i >= 0 for i in kwargs["attr_token_ids"]) > 0
+    assert "label_token_ids" not in pixels
+
+
+def test_concept_token_ids_tries_lower_case():
+    from mmgraph.graph.vocab import Vocabulary
+    from mmgraph.models.registry import concept_token_ids
+
+    vocab = Vocabulary(["red", "cube"])
+    concepts = Vocabulary(["Red", "cube", "tennis racket"], specials=("<pad>", "<unk>"))
+    assert concept_token_ids(concepts, vocab) == [-1, -1, vocab.stoi["red"], vocab.stoi["cube"], -1]
+
+
+def test_kwargs_survive_json_and_rebuild_the_same_model(datasets):
+    import json
+
+    kwargs = model_kwargs_from_dataset(datasets["vqa", "scene_graph"])
+    model = create_model("graph_vqa", **kwargs, **_small("graph_vqa")).eval()
+    assert model.encoder.region_encoder.tied
+    plain = json.loads(json.dumps(kwargs, default=list))  # what checkpoints store
+    plain["edge_types"] = tuple(tuple(e) for e in plain["edge_types"])
+    again = create_model("graph_vqa", **plain, **_small("graph_vqa")).eval()
+    again.load_state_dict(model.state_dict())
+    batch = Batch.from_data_list([datasets["vqa", "scene_graph"][i] for i in range(3)])
+    with torch.no_grad():
+        torch.testing.assert_close(again(batch), model(batch))
 
 
 def test_overrides_reach_the_model_or_its_encoder(datasets):

@@ -9,6 +9,7 @@ from mmgraph.nn.encoders import (
     PixelRegionEncoder,
     RegionEncoder,
     TokenEncoder,
+    box_features,
     feature_map_to_nodes,
 )
 
@@ -116,3 +117,63 @@ def test_pixel_region_encoder_with_a_user_backbone_trains_end_to_end():
     # GridBackbone itself returns row-major node features: accepted as they are.
     grid_enc = PixelRegionEncoder(GridBackbone(5, grid=2, channels=(4,)), 8)
     assert grid_enc(image, box[:8], torch.arange(2).repeat_interleave(4)).shape == (8, 8)
+
+
+def test_tied_concepts_use_the_word_rows_and_fall_back_to_their_own():
+    words = TokenEncoder(10, 8, dropout=0.0)
+    enc = RegionEncoder(
+        8,
+        feature_dim=None,
+        num_labels=3,
+        num_attrs=4,
+        box_dim=None,
+        concept_emb=words.word_emb,
+        label_token_ids=[-1, 7, 4],
+        attr_token_ids=[-1, 2, -1, 9],
+    )
+    assert enc.tied and repr(enc).endswith("box_dim=None, tied)")
+    enc.norm = nn.Identity()  # read the raw sum of embeddings
+    table = words.word_emb.weight
+    torch.testing.assert_close(enc(label=torch.tensor([1, 2])), table[[7, 4]])
+    # Unmapped ids (-1) keep the layer's own learned rows.
+    torch.testing.assert_close(enc(label=torch.tensor([0])), enc.label_emb.weight[[0]])
+    mixed = enc(attr=torch.tensor([[1, 2, -1]]))  # mean of word row 2 and own row 2; -1 is padding
+    torch.testing.assert_close(mixed[0], 0.5 * (table[2] + enc.attr_emb.weight[2]))
+    # One table: the region side's gradient reaches the token encoder's word embedding.
+    enc(label=torch.tensor([1]), attr=torch.tensor([[3]])).sum().backward()
+    grad = words.word_emb.weight.grad
+    assert grad[7].abs().sum() > 0 and grad[9].abs().sum() > 0 and grad[5].abs().sum() == 0
+    # Not registered twice: the word table is not among the region encoder's parameters.
+    assert all(p is not table for p in enc.parameters())
+    assert "label_token_ids" not in enc.state_dict()
+
+
+def test_tied_concept_errors():
+    table = nn.Embedding(6, 8)
+    with pytest.raises(InputError, match="without concept_emb"):
+        RegionEncoder(8, feature_dim=None, num_labels=2, label_token_ids=[0, 1])
+    with pytest.raises(InputError, match="3 entries but num_labels=2"):
+        RegionEncoder(8, feature_dim=None, num_labels=2, concept_emb=table, label_token_ids=[0, 1, 2])
+    with pytest.raises(InputError, match=r"attr_token_ids\[1\] = 6"):
+        RegionEncoder(8, feature_dim=None, num_attrs=2, concept_emb=table, attr_token_ids=[0, 6])
+    with pytest.raises(InputError, match="size 4"):
+        RegionEncoder(8, feature_dim=None, num_labels=1, concept_emb=nn.Embedding(6, 4), label_token_ids=[0])
+
+
+def test_part_norm_gives_every_input_the_same_scale():
+    enc = RegionEncoder(8, feature_dim=None, num_labels=3, num_attrs=4, part_norm=True)
+    assert set(enc.part_norm) == {"label", "attr", "box"}
+    enc.norm = nn.Identity()  # read the raw sum of the normalised parts
+    with torch.no_grad():
+        enc.lin_box.weight.mul_(100.0)  # a box term 100x larger cannot drown the label
+    label, box = torch.tensor([1, 2]), _boxes(2)
+    out = enc(label=label, box=box)
+    norm = nn.functional.layer_norm
+    expected = norm(enc.label_emb(label), (8,)) + norm(enc.lin_box(box_features(box)), (8,))
+    torch.testing.assert_close(out, expected)
+    # A region without attributes still gets no attribute term.
+    torch.testing.assert_close(
+        enc(label=label, attr=torch.tensor([[-1, -1], [3, -1]]))[0], norm(enc.label_emb.weight[1], (8,))
+    )
+    plain = RegionEncoder(8, feature_dim=None, num_labels=3)
+    assert plain.part_norm is None
