@@ -109,7 +109,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     train = TrainConfig(
         epochs=args.epochs, batch_size=32, lr=args.lr, warmup=0.02, out_dir=str(out / "vqa"), progress="off"
     )
-    model = ModelSection(name="graph_vqa", hidden=args.hidden, layers=args.layers, heads=4, dropout=0.0)
+    model = ModelSection(name="graph_vqa", hidden=args.hidden, layers=args.layers, heads=8, dropout=0.0)
     vqa = run(RunConfig(data=data, model=model, train=train))
     _epochs(vqa.history)
     _, train_q, _ = load_synthetic(data_root, "train", check_images=False)
@@ -129,7 +129,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     t0 = _step(4, f"train a graph retrieval model (dual encoder) for {args.epochs} epochs")
     data.dataset = "synthetic-retrieval"
     train.out_dir, train.monitor = str(out / "retrieval"), "rsum"
-    model = ModelSection(name="graph_retrieval", hidden=args.hidden, layers=args.layers, heads=4, dropout=0.0)
+    model = ModelSection(name="graph_retrieval", hidden=args.hidden, layers=args.layers, heads=8, dropout=0.0)
     ret = run(RunConfig(data=data, model=model, train=train))
     _epochs(ret.history)
     m = ret.test_metrics
@@ -310,9 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--out", default="mmgraph-quickstart", help="folder for data and runs (default: mmgraph-quickstart)"
     )
-    q.add_argument("--images", type=int, default=1500, help="scenes to generate (default: 1500)")
+    q.add_argument("--images", type=int, default=2000, help="scenes to generate (default: 2000)")
     q.add_argument("--questions", type=int, default=10, help="questions per scene (default: 10)")
-    q.add_argument("--epochs", type=int, default=6, help="training epochs per model (default: 6)")
+    q.add_argument("--epochs", type=int, default=8, help="training epochs per model (default: 8)")
     q.add_argument("--hidden", type=int, default=64, help="model width (default: 64)")
     q.add_argument("--layers", type=int, default=2, help="fusion blocks (default: 2)")
     q.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
