@@ -27,6 +27,7 @@ from mmgraph.models.registry import create_model, model_kwargs_from_dataset
 from mmgraph.train.checkpoint import atomic_write, load_checkpoint
 from mmgraph.train.config import config_to_dict
 from mmgraph.train.distributed import init_distributed, main_process_first
+from mmgraph.train.seed import seed_everything
 from mmgraph.train.tasks import RetrievalEvaluator, RetrievalLoss, evaluate_vqa, predict_vqa
 from mmgraph.train.trainer import TrainConfig, Trainer
 
@@ -176,6 +177,8 @@ def run(cfg: RunConfig, resume: Optional[str] = None) -> RunResult:
         train_set = load_split(cfg.data, cfg.data.train_split, builder)
         val_set = load_split(cfg.data, cfg.data.val_split, builder) if cfg.data.val_split else None
         test_set = load_split(cfg.data, cfg.data.test_split, builder) if cfg.data.test_split else None
+    # Seeded before the model is made, so that its initial weights depend on the seed alone.
+    seed_everything(cfg.train.seed)
     model, kwargs = build_model(cfg, train_set)
     if task == "retrieval" and cfg.train.monitor == "accuracy":
         cfg.train.monitor = "rsum"
