@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -122,3 +123,12 @@ def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
     return str(v)
+
+
+def benchmark_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark script takes: ``--quick``, ``--out``, ``--threads``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes and short timings (for tests)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the result files")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default: one core)")
+    return ap

@@ -22,7 +22,6 @@ The target: graph building is never the bottleneck of training, at least
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, rate, write_results  # noqa: E402
+from common import benchmark_parser, rate, write_results  # noqa: E402
 
 from mmgraph.graph import (  # noqa: E402
     GraphBuilder,
@@ -116,10 +115,7 @@ def measure(num_regions: int, num_tokens: int, batch: int, ref_images: int, min_
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes and short timings (for tests)")
-    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the result files")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default: one core)")
+    ap = benchmark_parser(__doc__)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     min_time = 0.2 if args.quick else 2.0

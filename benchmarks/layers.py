@@ -49,7 +49,6 @@ attention, whose floor the note under the table explains).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -60,7 +59,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, peak_memory, rate, write_results  # noqa: E402
+from common import benchmark_parser, peak_memory, rate, write_results  # noqa: E402
 from torch_geometric.nn import GATConv, RGATConv  # noqa: E402
 
 from mmgraph.graph import box_geometry, knn_edges_batch  # noqa: E402
@@ -380,10 +379,7 @@ def targets(results: List[dict], regions: List[int], tokens: List[int]) -> Dict[
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes and short timings (for tests)")
-    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the result files")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default: one core)")
+    ap = benchmark_parser(__doc__)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     ap.add_argument("--max-gb", type=float, default=4.0, help="skip cases estimated to need more memory")
     args = ap.parse_args(argv)

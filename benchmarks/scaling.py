@@ -64,7 +64,6 @@ Writes ``benchmarks/results/scaling.json`` and ``.md`` (or ``--out DIR``).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -78,7 +77,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, peak_memory, rate, write_results  # noqa: E402
+from common import benchmark_parser, peak_memory, rate, write_results  # noqa: E402
 from graph_construction import random_boxes, sentences  # noqa: E402
 from torch_geometric.data import Batch, HeteroData  # noqa: E402
 from torch_geometric.loader import DataLoader  # noqa: E402
@@ -492,10 +491,7 @@ def summary(results: List[dict], parts: List[dict], s: Settings) -> Dict[str, ob
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes and short timings (for tests)")
-    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the result files")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default: one core)")
+    ap = benchmark_parser(__doc__)
     ap.add_argument(
         "--max-gb", type=float, default=4.0, help="skip configurations estimated to need more memory"
     )

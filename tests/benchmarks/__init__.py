@@ -1,0 +1,20 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def run_quick(name: str, out: Path) -> dict:
+    """Runs ``benchmarks/<name>.py --quick --out <out>`` and returns its JSON results."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads((out / f"{name}.json").read_text())
+    assert payload["quick"] is True and payload["command"].endswith("--quick --out " + str(out))
+    return payload

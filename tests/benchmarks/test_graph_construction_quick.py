@@ -1,25 +1,12 @@
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "graph_construction.py"
+from tests.benchmarks import run_quick
 
 
 @pytest.mark.spacy
 def test_quick_run_writes_well_formed_results(tmp_path):
     pytest.importorskip("spacy")
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    payload = json.loads((tmp_path / "graph_construction.json").read_text())
-    assert payload["quick"] is True and payload["command"].endswith("--quick --out " + str(tmp_path))
+    payload = run_quick("graph_construction", tmp_path)
     for entry in payload["results"]["spatial"]:
         assert entry["vectorised"]["per_second_mean"] > 0 and entry["per_pair_python"]["per_second_mean"] > 0
     assert {e["regions"] for e in payload["results"]["builder"]} == {36, 100}

@@ -1,21 +1,8 @@
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "layers.py"
+from tests.benchmarks import run_quick
 
 
 def test_quick_run_writes_well_formed_results(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    payload = json.loads((tmp_path / "layers.json").read_text())
-    assert payload["quick"] is True and payload["command"].endswith("--quick --out " + str(tmp_path))
+    payload = run_quick("layers", tmp_path)
     methods = {(e["layer"], e["method"]) for e in payload["results"]}
     assert methods == {
         ("cross_attention", "dense"),

@@ -1,11 +1,10 @@
 import importlib.util
-import json
 import math
-import subprocess
 import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scaling.py"
+from tests.benchmarks import BENCHMARKS, run_quick
+
+SCRIPT = BENCHMARKS / "scaling.py"
 MODELS = ("graph_vqa", "single_stream_vqa")
 QUICK_CONFIGS = [(12, 1, 0.1), (12, 2, 0.1), (120, 1, 0.1), (120, 2, 0.1), (12, 2, 0.0), (120, 2, 0.0)]
 TOKENS = 14
@@ -21,15 +20,7 @@ def _module():
 
 
 def test_quick_run_writes_well_formed_results(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    payload = json.loads((tmp_path / "scaling.json").read_text())
-    assert payload["quick"] is True and payload["command"].endswith("--quick --out " + str(tmp_path))
+    payload = run_quick("scaling", tmp_path)
     assert payload["settings"]["question_tokens"] == TOKENS
     found = [(e["model"], e["regions"], e["batch"], e["dropout"]) for e in payload["results"]]
     assert found == [(m, r, b, d) for r, b, d in QUICK_CONFIGS for m in MODELS]
