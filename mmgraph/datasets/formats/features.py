@@ -232,17 +232,20 @@ class FeatureStore(ABC):
         self.min_boxes = min_boxes
         self.max_boxes = max_boxes
         self._file: Optional[_ProcessLocalHandle] = None
+        # Where each image's record is (a row, an offset, a file), in file order;
+        # subclasses fill it when they open their file.
+        self._rows: Dict[ImageId, Any] = {}
 
-    @abstractmethod
     def ids(self) -> List[ImageId]:
         """Every image id of the store, in file order."""
+        return list(self._rows)
 
     @abstractmethod
     def _load(self, image_id: ImageId) -> RegionFeatures:
         """Reads one record whose (normalised) id is known to be present."""
 
-    @abstractmethod
-    def _has(self, image_id: ImageId) -> bool: ...
+    def _has(self, image_id: ImageId) -> bool:
+        return image_id in self._rows
 
     def __getitem__(self, image_id: ImageId) -> RegionFeatures:
         key = normalize_image_id(image_id)
@@ -260,7 +263,7 @@ class FeatureStore(ABC):
             return False
 
     def __len__(self) -> int:
-        return len(self.ids())
+        return len(self._rows)
 
     def __iter__(self) -> Iterator[ImageId]:
         return iter(self.ids())
@@ -472,18 +475,9 @@ class TSVFeatureStore(FeatureStore):
         index = _load_tsv_index(self.path, self.index_path, cache_index)
         # JSON turns every id into what it was (int or str); normalise anyway
         # for caches written by hand.
-        self._ids = [normalize_image_id(i) for i in index["ids"]]
-        self._rows = {i: (o, n) for i, o, n in zip(self._ids, index["offsets"], index["lines"])}
+        ids = [normalize_image_id(i) for i in index["ids"]]
+        self._rows = {i: (o, n) for i, o, n in zip(ids, index["offsets"], index["lines"])}
         self._file = _ProcessLocalHandle(partial(open, self.path, "rb"))
-
-    def ids(self) -> List[ImageId]:
-        return list(self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def _has(self, image_id: ImageId) -> bool:
-        return image_id in self._rows
 
     def _load(self, image_id: ImageId) -> RegionFeatures:
         offset, lineno = self._rows[image_id]
@@ -558,26 +552,16 @@ class NPZFeatureStore(FeatureStore):
         max_boxes: Optional[int] = DEFAULT_MAX_BOXES,
     ):
         super().__init__(path, min_boxes, max_boxes)
-        self._files: Dict[ImageId, Path] = {}
         for file in sorted(self.path.glob("*.npz")):
             image_id = normalize_image_id(file.stem)
-            if image_id in self._files:
+            if image_id in self._rows:
                 raise DataFormatError(
-                    f"'{self._files[image_id]}' and '{file}' both hold image {image_id!r}; keep one"
+                    f"'{self._rows[image_id]}' and '{file}' both hold image {image_id!r}; keep one"
                 )
-            self._files[image_id] = file
-
-    def ids(self) -> List[ImageId]:
-        return list(self._files)
-
-    def __len__(self) -> int:
-        return len(self._files)
-
-    def _has(self, image_id: ImageId) -> bool:
-        return image_id in self._files
+            self._rows[image_id] = file
 
     def _load(self, image_id: ImageId) -> RegionFeatures:
-        file = self._files[image_id]
+        file = self._rows[image_id]
         where = _where(file, image_id)
         try:
             with np.load(file, allow_pickle=False) as z:
@@ -674,23 +658,12 @@ class H5FeatureStore(FeatureStore):
                 raise DataFormatError(
                     f"file '{self.path}': dataset '{key}' has {f[key].shape[0]} rows, image_ids {m}"
                 )
-        self._ids = [normalize_image_id(i) for i in f["image_ids"][()]]
-        self._rows: Dict[ImageId, int] = {}
-        for row, image_id in enumerate(self._ids):
+        for row, image_id in enumerate(normalize_image_id(i) for i in f["image_ids"][()]):
             if image_id in self._rows:
                 raise DataFormatError(
                     f"file '{self.path}': image {image_id!r} appears in rows {self._rows[image_id]} and {row}"
                 )
             self._rows[image_id] = row
-
-    def ids(self) -> List[ImageId]:
-        return list(self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def _has(self, image_id: ImageId) -> bool:
-        return image_id in self._rows
 
     def _load(self, image_id: ImageId) -> RegionFeatures:
         row = self._rows[image_id]
