@@ -112,6 +112,8 @@ class MMGraphEncoderConfig:
     cross: str = "auto"
     cond: bool = True  # question-conditioned region attention and region pooling (the pooled tokens)
     pooling: str = "attention"  # per-modality readout: "attention" | "mean" | "global" (virtual node)
+    count: bool = False  # attention pooling of regions also sums sigmoid-gated nodes (a soft count)
+    glimpses: int = 1  # attention pooling of regions: independent softmax glimpses, concatenated
     fusion: str = "sum"  # fused vector: "sum" (MCAN) | "product" (Hadamard, MLB / bottom-up attention)
 
     def __post_init__(self) -> None:
@@ -129,6 +131,11 @@ class MMGraphEncoderConfig:
             raise ConfigError(
                 f"MMGraphEncoderConfig: hidden={self.hidden} is not divisible by heads={self.heads}."
             )
+        if (self.count or self.glimpses != 1) and self.pooling != "attention":
+            raise ConfigError(
+                "MMGraphEncoderConfig: count=True and glimpses > 1 need pooling='attention', got "
+                f"pooling={self.pooling!r}."
+            )
         if self.layers < 0:
             raise ConfigError(f"MMGraphEncoderConfig.layers must be >= 0, got {self.layers}.")
         if self.vocab_size is None and self.token_feature_dim is None and self.text_model_dir is None:
@@ -137,6 +144,7 @@ class MMGraphEncoderConfig:
                 "(float token features) or text_model_dir (a local pretrained text encoder)."
             )
         self.edge_types = tuple(tuple(edge_type) for edge_type in self.edge_types)
+        self.backbone_channels = tuple(self.backbone_channels)
         for name, ids, size in (
             ("label_token_ids", self.label_token_ids, self.num_labels),
             ("attr_token_ids", self.attr_token_ids, self.num_attrs),
@@ -166,7 +174,6 @@ class MMGraphEncoderConfig:
             and self.text_model_dir is None
             and (self.label_token_ids is not None or self.attr_token_ids is not None)
         )
-        self.backbone_channels = tuple(self.backbone_channels)
 
     def num_relations(self) -> Dict[EdgeType, int]:
         """``{edge_type: relation classes}`` of the intra-modal edge types in use."""
@@ -322,7 +329,9 @@ class MMGraphEncoder(nn.Module):
         region_cond = hidden if c.cond else None
         if c.pooling == "attention":
             self.pool_token = AttentionPooling(hidden)
-            self.pool_region = AttentionPooling(hidden, cond_dim=region_cond)
+            self.pool_region = AttentionPooling(
+                hidden, cond_dim=region_cond, count=c.count, glimpses=c.glimpses
+            )
         elif c.pooling == "global":
             self.pool_token = GlobalNodePooling(hidden, c.heads)
             self.pool_region = GlobalNodePooling(hidden, c.heads, cond_dim=region_cond)

@@ -43,27 +43,53 @@ class AttentionPooling(nn.Module):
         \qquad \alpha_i = \operatorname{softmax}_{i \in g} s_i,
         \qquad \mathbf{h}_g = \sum_{i \in g} \alpha_i\,\mathbf{x}_i
 
+    A softmax weighs nodes against each other, so the pooled vector cannot
+    say *how many* nodes matched (one red cube or three look the same). With
+    ``count=True`` a second, sigmoid-gated score adds an unnormalised sum, a
+    soft count of the matching nodes in the manner of the gated readout of
+    Li et al. and of counting modules for VQA (`Zhang et al. 2018
+    <https://arxiv.org/abs/1802.05766>`_):
+
+    .. math::
+        \gamma_i = \sigma\big(\mathbf{v}^\top \tanh(\mathbf{W}\mathbf{x}_i
+        + \mathbf{U}\mathbf{c}_{g(i)} + \mathbf{b})\big), \qquad
+        \mathbf{h}_g \mathrel{+}= \mathbf{W}_c \sum_{i \in g} \gamma_i\,\mathbf{x}_i
+
     A graph with no nodes pools to zeros.
 
     Args:
         hidden (int): Size of the node states (and of the output).
         cond_dim (int, optional): Size of the per-graph condition; ``None``
             for unconditioned pooling. (default: :obj:`None`)
+        count (bool, optional): Add the gated-sum (counting) channel.
+            (default: :obj:`False`)
+        glimpses (int, optional): Independent softmax scores :math:`G`, each
+            pooling its own weighted sum; the :math:`G` sums are concatenated
+            and projected back to ``hidden`` (the glimpses of `BAN
+            <https://arxiv.org/abs/1805.07932>`_ and MCAN), so that a
+            question about two objects can read both. (default: :obj:`1`)
 
     Shapes:
         - **input:** ``x`` :math:`(N, F)`, ``batch`` :math:`(N)` *(optional)*,
           ``cond`` :math:`(B, F_{cond})` *(optional)*
         - **output:** :math:`(B, F)`; with ``return_attention_weights=True``
-          also :math:`\alpha` of size :math:`(N)`.
+          also :math:`\alpha` of size :math:`(N)`, :math:`(N, G)` with ``glimpses > 1``.
     """
 
-    def __init__(self, hidden: int, cond_dim: Optional[int] = None):
+    def __init__(self, hidden: int, cond_dim: Optional[int] = None, count: bool = False, glimpses: int = 1):
         super().__init__()
+        if glimpses < 1:
+            raise InputError(f"AttentionPooling: glimpses must be >= 1, got {glimpses}.")
         self.hidden = hidden
         self.cond_dim = cond_dim
+        self.count = count
+        self.glimpses = glimpses
         self.proj = nn.Linear(hidden, hidden)
         self.cond_proj = nn.Linear(cond_dim, hidden, bias=False) if cond_dim is not None else None
-        self.score = nn.Linear(hidden, 1, bias=False)
+        self.score = nn.Linear(hidden, glimpses, bias=False)
+        self.glimpse_proj = nn.Linear(glimpses * hidden, hidden) if glimpses > 1 else None
+        self.gate = nn.Linear(hidden, 1) if count else None
+        self.count_proj = nn.Linear(hidden, hidden, bias=False) if count else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -71,6 +97,11 @@ class AttentionPooling(nn.Module):
         if self.cond_proj is not None:
             self.cond_proj.reset_parameters()
         self.score.reset_parameters()
+        if self.glimpse_proj is not None:
+            self.glimpse_proj.reset_parameters()
+        if self.count:
+            self.gate.reset_parameters()
+            self.count_proj.reset_parameters()
 
     def forward(
         self,
@@ -92,7 +123,8 @@ class AttentionPooling(nn.Module):
                 so that trailing graphs without nodes are counted. Read from
                 ``cond`` or ``batch`` otherwise. (default: :obj:`None`)
             return_attention_weights (bool, optional): Also return the node
-                weights ``[N]`` (summing to 1 within each graph). (default: :obj:`False`)
+                weights ``[N]`` (``[N, G]`` with glimpses; summing to 1 within
+                each graph). (default: :obj:`False`)
         """
         batch, num_graphs = _resolve(x, batch, cond, num_graphs)
         hidden = self.proj(x)  # [N, F]
@@ -102,15 +134,26 @@ class AttentionPooling(nn.Module):
                     "AttentionPooling: cond was given but the layer has no cond_dim; set cond_dim."
                 )
             hidden = hidden + self.cond_proj(cond).index_select(0, batch)
-        score = self.score(torch.tanh(hidden)).squeeze(-1)  # [N]
-        alpha = scatter_softmax(score, batch, num_graphs)
-        out = scatter_sum(alpha.unsqueeze(-1) * x, batch, num_graphs)  # [B, F]
+        hidden = torch.tanh(hidden)
+        alpha = scatter_softmax(self.score(hidden), batch, num_graphs)  # [N, G]
+        out = scatter_sum(alpha.unsqueeze(-1) * x.unsqueeze(1), batch, num_graphs)  # [B, G, F]
+        out = out.flatten(1)  # [B, G * F]
+        if self.glimpse_proj is not None:
+            out = self.glimpse_proj(out)  # [B, F]
+        else:
+            alpha = alpha.squeeze(-1)  # [N]
+        if self.count:
+            gamma = torch.sigmoid(self.gate(hidden))  # [N, 1]
+            out = out + self.count_proj(scatter_sum(gamma * x, batch, num_graphs))
         if return_attention_weights:
             return out, alpha
         return out
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.hidden}, cond_dim={self.cond_dim})"
+        extra = (", count=True" if self.count else "") + (
+            f", glimpses={self.glimpses}" if self.glimpses > 1 else ""
+        )
+        return f"{self.__class__.__name__}({self.hidden}, cond_dim={self.cond_dim}{extra})"
 
 
 class GlobalNodePooling(nn.Module):

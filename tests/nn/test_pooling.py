@@ -88,3 +88,44 @@ def test_gradients_and_training(pool_cls):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_count_channel_tells_how_many_nodes_match():
+    torch.manual_seed(0)
+    node = torch.randn(1, HIDDEN)
+    # One graph with the node once, one with it three times.
+    x = torch.cat([node, node, node, node])
+    batch = torch.tensor([0, 1, 1, 1])
+    plain = AttentionPooling(HIDDEN).eval()
+    out = plain(x, batch)
+    # A softmax cannot tell one copy from three...
+    torch.testing.assert_close(out[0], out[1])
+    counting = AttentionPooling(HIDDEN, count=True).eval()
+    assert repr(counting) == "AttentionPooling(16, cond_dim=None, count=True)"
+    out = counting(x, batch)
+    # ...the gated sum can: it adds W_c * gamma * x once for graph 0 and three times for graph 1.
+    gamma = torch.sigmoid(counting.gate(torch.tanh(counting.proj(node))))
+    extra = counting.count_proj(gamma * node)[0]
+    torch.testing.assert_close(out[1] - out[0], 2 * extra, atol=1e-5, rtol=1e-5)
+    # Empty graphs still pool to zeros.
+    x, batch = _batch()
+    assert torch.equal(counting(x, batch, num_graphs=4)[1], torch.zeros(HIDDEN))
+
+
+def test_glimpses_pool_independently_and_project_back():
+    torch.manual_seed(0)
+    pool = AttentionPooling(HIDDEN, cond_dim=8, glimpses=3).eval()
+    assert repr(pool) == "AttentionPooling(16, cond_dim=8, glimpses=3)"
+    x, batch = _batch()
+    cond = torch.randn(4, 8)
+    out, alpha = pool(x, batch, cond, return_attention_weights=True)
+    assert out.shape == (4, HIDDEN) and alpha.shape == (x.size(0), 3)
+    # Each glimpse is a softmax of its own within every graph.
+    sums = torch.zeros(4, 3).index_add_(0, batch, alpha)
+    torch.testing.assert_close(sums, torch.tensor([[1.0] * 3, [0.0] * 3, [1.0] * 3, [1.0] * 3]))
+    # The output is the projection of the concatenated per-glimpse sums.
+    g0 = (alpha[batch == 0].unsqueeze(-1) * x[batch == 0].unsqueeze(1)).sum(0).flatten()
+    torch.testing.assert_close(out[0], pool.glimpse_proj(g0), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(alpha[:, 0], alpha[:, 1])
+    with pytest.raises(InputError, match="glimpses"):
+        AttentionPooling(HIDDEN, glimpses=0)
