@@ -1,0 +1,61 @@
+import pytest
+
+from tests.benchmarks import run_quick
+
+pytest.importorskip("spacy")
+
+FAMILIES = (
+    "existence",
+    "counting",
+    "attribute_query",
+    "attribute_comparison",
+    "count_comparison",
+    "relational",
+    "two_hop",
+)
+EXPECTED = [
+    ("question_only", "blind"),
+    *[(m, "scene graphs") for m in ("graph_vqa", "single_stream_vqa", "no_graph_vqa", "relation_network")],
+    *[
+        (m, "pixels")
+        for m in ("graph_vqa", "single_stream_vqa", "no_graph_vqa", "relation_network", "cnn_mlp")
+    ],
+]
+
+
+def test_quick_run_writes_well_formed_results(tmp_path):
+    payload = run_quick("vqa_synthetic", tmp_path)
+    results = payload["results"]
+    assert [(r["model"], r["group"]) for r in results] == EXPECTED
+    budget = payload["settings"]["budget_seconds"]
+    for r in results:
+        assert "error" not in r, r.get("traceback")
+        assert r["budget_seconds"] == budget and r["steps"] >= 1 and r["epochs"] > 0
+        assert r["parameters"] > 0 and r["train_seconds"] > 0 and r["train_samples_per_s"] > 0
+        assert r["inference_ms_per_sample"] > 0 and r["train_peak_mib"] > 0
+        test = r["test"]
+        assert 0.0 <= test["accuracy"] <= 1.0
+        present = [f for f in FAMILIES if f"accuracy/{f}" in test]
+        assert present and all(0.0 <= test[f"accuracy/{f}"] <= 1.0 for f in present)
+        # The overall accuracy is a question-weighted mean of the families'.
+        family = [test[f"accuracy/{f}"] for f in present]
+        assert min(family) - 1e-9 <= test["accuracy"] <= max(family) + 1e-9
+    # Pixel models read the image through a CNN: they have more parameters than their scene-graph twins.
+    params = {(r["model"], r["group"]): r["parameters"] for r in results}
+    assert params[("graph_vqa", "pixels")] > params[("graph_vqa", "scene graphs")]
+
+    summary = payload["summary"]
+    assert set(summary) == {"scene graphs", "pixels"}
+    for group, s in summary.items():
+        ours = next(r for r in results if r["model"] == "graph_vqa" and r["group"] == group)
+        assert s["graph_vqa_accuracy"] == ours["test"]["accuracy"]
+        rivals = [r for r in results if r["group"] in (group, "blind") and r["model"] != "graph_vqa"]
+        best = max(r["test"]["accuracy"] for r in rivals)
+        assert s["best_baseline_accuracy"] == best
+        assert s["ahead_of_every_baseline"] == (ours["test"]["accuracy"] > best)
+        assert s["targets_met"]["accuracy"] == (ours["test"]["accuracy"] >= 0.95)
+
+    table = (tmp_path / "vqa_synthetic.md").read_text()
+    assert table.startswith("# vqa_synthetic")
+    assert "| graph_vqa | scene graphs |" in table and "| cnn_mlp | pixels |" in table
+    assert "## Targets (issue 6)" in table and "| pixels |" in table.split("## Targets")[1]
