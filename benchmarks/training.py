@@ -6,20 +6,18 @@ An :class:`Entry` names a registered model, the data it reads (a
 training settings. :func:`run_entries` trains every entry for the same
 budget of training seconds and scores it on the test split:
 
-1. **Calibrate.** A few optimiser steps on real batches, each with the
-   collation of its batch (after one warm-up step), give the seconds per
-   step of this model on this machine; the
-   budget over that is the number of steps the entry trains for, so that
-   its learning-rate schedule (warm-up, cosine decay) spans exactly the
-   budget. The calibration model is thrown away; training starts from the
-   seeded initial weights.
-2. **Train** with :class:`~mmgraph.train.Trainer` (``max_steps``). With
-   ``curve=True`` the validation split is scored every ``eval_every``
-   epochs; that time is not training time and is left out of the
-   cumulative training seconds of the curve.
-3. **Score** the final weights on the test split, and time it (inference
+1. **Train** with :class:`BudgetTrainer`, a :class:`~mmgraph.train.Trainer`
+   that counts training time (optimiser steps and the loading of their
+   batches, not validation), runs its learning-rate schedule (warm-up,
+   cosine decay) on the fraction of the budget spent, and stops at the
+   first step past the budget: every model gets the same seconds, its
+   schedule spans them, and a cheap model simply takes more steps. With
+   ``curve=True`` the validation split is scored every epoch; that time
+   is left out of the budget and of the curve's cumulative training
+   seconds.
+2. **Score** the final weights on the test split, and time it (inference
    milliseconds per sample).
-4. **Measure** the peak memory of one training step (``common.peak_memory``)
+3. **Measure** the peak memory of one training step (``common.peak_memory``)
    and count the parameters.
 
 Entries run in ``jobs`` worker processes, each with ``threads`` torch
@@ -34,7 +32,6 @@ keyed by the builder's settings), so that workers only load them.
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
 import sys
@@ -65,6 +62,7 @@ from mmgraph.train.experiment import (  # noqa: E402
 )
 from mmgraph.train.seed import seed_everything  # noqa: E402
 from mmgraph.train.tasks import RetrievalLoss  # noqa: E402
+from mmgraph.train.trainer import lr_lambda  # noqa: E402
 
 
 @dataclass
@@ -99,37 +97,65 @@ def _train_config(entry: Entry, **extra: Any) -> TrainConfig:
     return TrainConfig(**settings)
 
 
-def _trainer(entry: Entry, train_set, val_set, builder, config: TrainConfig):
+class BudgetTrainer(Trainer):
+    """A :class:`~mmgraph.train.Trainer` that trains for ``budget`` seconds of training time.
+
+    Training time is the time of the optimiser steps and of loading (collating) their batches;
+    validation is left out. The learning-rate schedule (warm-up, then the configured decay) runs
+    on the fraction of the budget spent, not on steps, so that it spans the budget whatever a step
+    costs; the run stops at the first step that ends past the budget.
+    """
+
+    RESOLUTION = 1_000_000  # schedule positions per budget
+
+    def __init__(self, *args, budget: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.budget = float(budget)
+        self.spent = 0.0  # training seconds so far
+        self._last: Optional[float] = None  # when the previous step ended (None after an evaluation)
+        cfg, total = self.config, self.RESOLUTION
+        warmup = int(cfg.warmup * total) if cfg.warmup < 1 else 0
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda _: lr_lambda(
+                int(min(1.0, self.spent / self.budget) * total), total, warmup, cfg.schedule, cfg.min_lr_ratio
+            ),
+        )
+
+    def _train_step(self, batches):
+        began = time.perf_counter()
+        if self._last is not None:
+            self.spent += began - self._last  # loading this step's batch
+        loss = super()._train_step(batches)
+        self._last = time.perf_counter()
+        self.spent += self._last - began
+        if self.spent >= self.budget:
+            self.total_steps = self.step  # the fit loop stops after this step
+        return loss
+
+    def run_evaluation(self):
+        metrics = super().run_evaluation()
+        self._last = None
+        return metrics
+
+
+def _trainer(entry: Entry, train_set, val_set, builder, config: TrainConfig, budget: float) -> BudgetTrainer:
     cfg = RunConfig(data=entry.data, model=ModelSection(name=entry.model, options=dict(entry.options)))
     seed_everything(config.seed)
     model, _ = build_model(cfg, train_set)
     task = task_of(entry.data.dataset)
-    return Trainer(
+    return BudgetTrainer(
         model,
         train_set,
         val_set,
         config,
         evaluate=evaluator_for(task, builder) if val_set is not None else None,
         loss=RetrievalLoss(builder) if task == "retrieval" else None,
+        budget=budget,
     )
 
 
-def seconds_per_step(trainer: Trainer, steps: int) -> float:
-    """The mean time of ``steps`` optimiser steps, each with the collation of its batch (what the
-    trainer's loop spends per step), after one warm-up step."""
-    loader = iter(trainer._loader(trainer.train_set, sampler=trainer.sampler))
-    trainer._train_step([next(loader)])
-    t0 = time.perf_counter()
-    done = 0
-    for batch in loader:
-        trainer._train_step([batch])
-        done += 1
-        if done == steps:
-            break
-    return (time.perf_counter() - t0) / max(done, 1)
-
-
-def run_entry(entry: Entry, budget: float, seed: int = 0, curve: bool = False, calibrate_steps: int = 12):
+def run_entry(entry: Entry, budget: float, seed: int = 0, curve: bool = False):
     """Trains ``entry`` for ``budget`` training seconds and scores it; returns a JSON-able dict."""
     builder = make_builder(entry.data)
     train_set = load_split(entry.data, entry.data.train_split, builder)
@@ -137,19 +163,11 @@ def run_entry(entry: Entry, budget: float, seed: int = 0, curve: bool = False, c
     test_set = load_split(entry.data, entry.data.test_split, builder)
     task = task_of(entry.data.dataset)
 
-    # 1. Calibrate on a throwaway model.
-    probe = _trainer(entry, train_set, None, builder, _train_config(entry, seed=seed))
-    step_s = seconds_per_step(probe, min(calibrate_steps, max(1, probe.steps_per_epoch - 1)))
-    del probe
-    steps = max(1, int(budget / step_s))
-
-    # 2. Train from the seeded initial weights.
-    config = _train_config(entry, seed=seed, max_steps=steps, epochs=10**6)
+    # 1. Train from the seeded initial weights until the budget is spent.
+    config = _train_config(entry, seed=seed, epochs=10**6)
     if task == "retrieval":
         config.monitor = "rsum"
-    trainer = _trainer(entry, train_set, val_set, builder, config)
-    config.epochs = math.ceil(steps / trainer.steps_per_epoch)
-    trainer.config.epochs = config.epochs
+    trainer = _trainer(entry, train_set, val_set, builder, config, budget)
     t0 = time.perf_counter()
     history = trainer.fit()
     wall = time.perf_counter() - t0
@@ -167,7 +185,7 @@ def run_entry(entry: Entry, budget: float, seed: int = 0, curve: bool = False, c
         point.update({k: v for k, v in r.items() if k.startswith("val_")})
         points.append(point)
 
-    # 3. Score the final weights on the test split.
+    # 2. Score the final weights on the test split.
     model = trainer.model.eval()
     loader = DataLoader(test_set, batch_size=64)
     t0 = time.perf_counter()
@@ -175,7 +193,7 @@ def run_entry(entry: Entry, budget: float, seed: int = 0, curve: bool = False, c
         metrics = evaluator_for(task, builder)(model, loader, trainer.device)
     infer = time.perf_counter() - t0
 
-    # 4. Peak memory of one training step, parameters.
+    # 3. Peak memory of one training step, parameters.
     batch = next(iter(trainer._loader(train_set, sampler=trainer.sampler)))
     peak = peak_memory(lambda: trainer._train_step([batch]))
     return {
@@ -187,7 +205,7 @@ def run_entry(entry: Entry, budget: float, seed: int = 0, curve: bool = False, c
         "train": {k: getattr(config, k) for k in ("batch_size", "lr", "warmup", "schedule", "weight_decay")},
         "parameters": sum(p.numel() for p in model.parameters()),
         "budget_seconds": budget,
-        "calibrated_seconds_per_step": step_s,
+        "budget_spent_seconds": trainer.spent,
         "steps": trainer.step,
         "epochs": epochs[-1]["epoch"] if epochs else 0.0,
         "train_seconds": train_seconds,
@@ -219,7 +237,10 @@ def _worker(args) -> Dict[str, Any]:
     result["process_seconds"] = time.perf_counter() - t0
     print(
         f"[{time.strftime('%H:%M:%S')}] {entry.label}: "
-        + (result.get("error") or f"{result['steps']} steps, test {_headline(result)}"),
+        + (
+            result.get("error")
+            or f"{result['steps']} steps in {result['train_seconds']:.0f} s, test {_headline(result)}"
+        ),
         file=sys.stderr,
         flush=True,
     )
