@@ -3,6 +3,7 @@
 from mmgraph.heads.retrieval import (
     ITMHead,
     LearnableTemperature,
+    hard_negative_ranking_loss,
     info_nce_loss,
     itm_loss,
     positive_mask,
@@ -21,4 +22,5 @@ __all__ = [
     "positive_mask",
     "ITMHead",
     "itm_loss",
+    "hard_negative_ranking_loss",
 ]

@@ -7,7 +7,11 @@ matching (ITM) head of a cross-encoder re-ranker.
   2018 <https://arxiv.org/abs/1707.05612>`_, ``ContrastiveLoss`` in
   ``fartashf/vsepp/model.py``), with its hardest-negative variant;
 * :class:`ITMHead` and :func:`itm_loss`: a match / no-match classifier on the
-  fused vector of a cross-encoder, as UNITER's and ALBEF's ITM objective.
+  fused vector of a cross-encoder, as UNITER's and ALBEF's ITM objective;
+* :func:`hard_negative_ranking_loss`: each caption against its own hard
+  negatives (softmax cross-entropy over the group), the listwise form of
+  NegCLIP's hard negatives (`Yuksekgonul et al. 2023
+  <https://arxiv.org/abs/2210.01936>`_) for a re-ranker.
 
 **Duplicate images.** With several captions per image (five in COCO and
 Flickr30K) a batch of (image, caption) pairs may hold one image twice. Its
@@ -37,6 +41,7 @@ __all__ = [
     "vse_hinge_loss",
     "ITMHead",
     "itm_loss",
+    "hard_negative_ranking_loss",
     "positive_mask",
 ]
 
@@ -212,18 +217,86 @@ class ITMHead(nn.Module):
         return f"{self.__class__.__name__}({self.hidden})"
 
 
-def itm_loss(logits: Tensor, labels: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+def itm_loss(
+    logits: Tensor, labels: Tensor, weight: Optional[Tensor] = None, balance: bool = False
+) -> Tensor:
     r"""Binary cross-entropy of match logits ``[P]`` against labels ``[P]``
     (1 = the text describes the image, 0 = it does not), averaged over pairs;
     the one-logit form of UNITER's two-way ITM classifier.
+
+    With ``balance=True`` the matches and the non-matches each weigh half
+    (class-balanced cross-entropy), whatever their counts:
+
+    .. math::
+        \mathcal{L} = \tfrac{1}{2}\,\overline{\mathrm{BCE}}_{y=1}
+            + \tfrac{1}{2}\,\overline{\mathrm{BCE}}_{y=0}
+
+    A re-ranker sees several negatives per positive (two in-batch hardest,
+    2-3 compositional on the synthetic data); unbalanced, the loss is lowest
+    near the prior "no match", where a cross-encoder that has not yet learnt
+    to ground the caption can sit for hundreds of steps.
 
     Args:
         logits (torch.Tensor): ``[P]`` match logits (:class:`ITMHead`).
         labels (torch.Tensor): ``[P]`` 0 / 1 (bool, int or float).
         weight (torch.Tensor, optional): ``[P]`` per-pair weights. (default: :obj:`None`)
+        balance (bool, optional): Weigh the two classes equally. (default: :obj:`False`)
     """
     if logits.shape != labels.shape or logits.dim() != 1:
         raise InputError(
             f"itm_loss: logits and labels must both be [P], got {list(logits.shape)} and {list(labels.shape)}."
         )
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), weight=weight)
+    labels = labels.to(logits.dtype)
+    if not balance:
+        return F.binary_cross_entropy_with_logits(logits, labels, weight=weight)
+    positives = labels.sum()
+    negatives = labels.numel() - positives
+    # Half the weight to each class present (all of it where only one is).
+    classes = (positives > 0).to(logits.dtype) + (negatives > 0).to(logits.dtype)
+    balanced = labels / (classes * positives.clamp(min=1)) + (1 - labels) / (classes * negatives.clamp(min=1))
+    if weight is not None:
+        balanced = balanced * weight
+    return (F.binary_cross_entropy_with_logits(logits, labels, reduction="none") * balanced).sum()
+
+
+def hard_negative_ranking_loss(positive: Tensor, negative: Tensor, owner: Tensor) -> Tensor:
+    r"""Each positive against its own negatives: the softmax cross-entropy of
+    the positive's logit within its group,
+
+    .. math::
+        \mathcal{L} = \frac{1}{|\mathcal{G}|}\sum_{i \in \mathcal{G}}
+            \Big(\log\big(e^{p_i} + \textstyle\sum_{k:\,o_k = i} e^{n_k}\big) - p_i\Big)
+
+    over the positives :math:`\mathcal{G}` that own at least one negative.
+    Where the negatives of a caption use its own words (compositional hard
+    negatives), the gradient is the difference between the caption and its
+    variants, which the independent terms of :func:`itm_loss` spread
+    over every pair.
+
+    Args:
+        positive (torch.Tensor): ``[B]`` logits of the true pairs.
+        negative (torch.Tensor): ``[M]`` logits of the negatives.
+        owner (torch.Tensor): ``[M]`` index in ``0 .. B - 1`` of each negative's positive.
+    """
+    if positive.dim() != 1 or negative.dim() != 1 or owner.shape != negative.shape:
+        raise InputError(
+            "hard_negative_ranking_loss: positive must be [B], negative and owner [M], got "
+            f"{list(positive.shape)}, {list(negative.shape)} and {list(owner.shape)}."
+        )
+    if negative.numel() == 0:
+        return positive.sum() * 0.0
+    owner = owner.to(positive.device)
+    if int(owner.min()) < 0 or int(owner.max()) >= positive.numel():
+        raise InputError(
+            f"hard_negative_ranking_loss: owner must lie in 0..{positive.numel() - 1}, got "
+            f"{int(owner.min())}..{int(owner.max())}."
+        )
+    num = positive.numel()
+    logits = torch.cat([positive, negative])  # [B + M]
+    group = torch.cat([torch.arange(num, device=positive.device), owner])  # [B + M]
+    # Stable log-sum-exp per group: shift by the group's maximum.
+    top = logits.new_full((num,), float("-inf")).scatter_reduce(0, group, logits.detach(), "amax")
+    total = logits.new_zeros(num).index_add(0, group, (logits - top[group]).exp())
+    has = torch.zeros(num, dtype=torch.bool, device=positive.device)
+    has[owner] = True
+    return (total.log() + (top - positive))[has].mean()

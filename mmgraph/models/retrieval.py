@@ -14,12 +14,16 @@ The re-ranker (``rerank=True``) is a second encoder, variant ``graph``
 (cross attention between the image's regions and the text's tokens), with an
 ITM head, as the re-ranking stage of ALBEF / BLIP (`Li et al. 2021
 <https://arxiv.org/abs/2107.07651>`_) and the cross-encoders of UNITER. It
+embeds regions and tokens with the dual encoder's input encoders
+(``share_inputs``), which the contrastive loss trains from the first step. It
 trains on image-text matching: the batch's pairs are positives; for every
 text the most similar other image and for every image the most similar other
 text under the dual encoder are negatives (the in-batch hardest negatives),
 and so are the data set's compositional negatives when given
-(``loss(batch, negative_batch=negative_pairs(batch, dataset.builder))``). At
-test time :meth:`RetrievalModel.rerank` re-scores the dual encoder's top-k.
+(``loss(batch, negative_batch=negative_pairs(batch, dataset.builder))``), in
+a class-balanced ITM loss plus a listwise loss of each caption against its
+own compositional negatives. At test time :meth:`RetrievalModel.rerank`
+re-scores the dual encoder's top-k with the match logits alone.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from mmgraph.graph.pairs import Graphs, as_batch, pair_batch
 from mmgraph.heads import (
     ITMHead,
     LearnableTemperature,
+    hard_negative_ranking_loss,
     info_nce_loss,
     itm_loss,
     positive_mask,
@@ -220,6 +225,9 @@ class RetrievalModelConfig:
     rerank: bool = False  # add a cross-encoder re-ranker (variant "graph" + ITM head)
     rerank_k: int = 10  # candidates per query rerank() re-scores by default
     itm_weight: float = 1.0  # weight of the re-ranker's ITM loss
+    itm_balance: bool = True  # matches and non-matches weigh half each in the ITM loss
+    itm_rank_weight: float = 1.0  # weight of each caption against its compositional negatives (listwise)
+    share_inputs: bool = True  # the re-ranker reads the dual encoder's region and token embeddings
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, dict):
@@ -270,6 +278,13 @@ class RetrievalModel(RetrievalBase):
         hidden = config.encoder.hidden
         self.make_head(hidden, hidden)
         self.cross_encoder = MMGraphEncoder(config.rerank_encoder()) if config.rerank else None
+        if self.cross_encoder is not None and config.share_inputs:
+            # The contrastive loss shapes the shared word and region embeddings from the first steps.
+            # On the synthetic data a re-ranker with embeddings of its own told a random caption from
+            # the true one no better than chance for ~700 steps; sharing them, it told most object
+            # swaps apart by step 400 (ALBEF and BLIP share their unimodal encoders likewise).
+            for name in ("token_encoder", "region_encoder", "text_features"):
+                setattr(self.cross_encoder, name, getattr(self.encoder, name))
         self.itm_head = ITMHead(hidden) if config.rerank else None
 
     def forward_features(self, batch: HeteroData) -> EncoderOutput:
@@ -313,12 +328,15 @@ class RetrievalModel(RetrievalBase):
         """``(loss, outputs)`` on a batch of matched (image, text) graphs.
 
         The loss is the dual encoder's contrastive loss plus, with
-        ``rerank=True``, ``itm_weight`` times the re-ranker's ITM loss on the
-        batch's pairs (positives), the in-batch hardest negatives and the pairs
-        of ``negative_batch`` (negatives; make it with
-        :func:`~mmgraph.graph.pairs.negative_pairs`). ``outputs`` holds
-        ``image`` and ``text`` embeddings, and ``itm_logits`` / ``itm_labels``
-        with the re-ranker.
+        ``rerank=True``, ``itm_weight`` times the re-ranker's ITM loss
+        (:func:`~mmgraph.heads.itm_loss`, class-balanced with
+        ``itm_balance``) on the batch's pairs (positives), the in-batch
+        hardest negatives and the pairs of ``negative_batch`` (negatives; make
+        it with :func:`~mmgraph.graph.pairs.negative_pairs`), and
+        ``itm_rank_weight`` times each caption against its own negatives of
+        ``negative_batch`` (:func:`~mmgraph.heads.hard_negative_ranking_loss`).
+        ``outputs`` holds ``image`` and ``text`` embeddings, and
+        ``itm_logits`` / ``itm_labels`` with the re-ranker.
         """
         out = self(batch)
         image_ids = image_codes(batch)
@@ -338,12 +356,17 @@ class RetrievalModel(RetrievalBase):
         pairs = torch.cat([diagonal, negatives])
         logits = [self.rerank_scores(pair_batch(batch, batch, pairs))]
         labels = [torch.ones(num_graphs), torch.zeros(negatives.size(0))]
+        c = self.config
         if negative_batch is not None:
             logits.append(self.rerank_scores(negative_batch))
             labels.append(torch.zeros(logits[-1].numel()))
+            if c.itm_rank_weight:
+                owner = negative_batch.pair_index[:, 0]
+                ranking = hard_negative_ranking_loss(logits[0][:num_graphs], logits[-1], owner)
+                loss = loss + c.itm_weight * c.itm_rank_weight * ranking
         itm_logits = torch.cat(logits)
         itm_labels = torch.cat(labels).to(itm_logits.device)
-        loss = loss + self.config.itm_weight * itm_loss(itm_logits, itm_labels)
+        loss = loss + c.itm_weight * itm_loss(itm_logits, itm_labels, balance=c.itm_balance)
         outputs.update(itm_logits=itm_logits, itm_labels=itm_labels)
         return loss, outputs
 

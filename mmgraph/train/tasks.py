@@ -88,8 +88,9 @@ class RetrievalEvaluator:
     captions'), and, where the graphs carry ``negatives``, the hard-negative
     accuracy: how often the true caption scores above every compositional
     negative (overall and per kind). A model with a re-ranker is scored
-    after re-ranking its dual encoder's top ``k``; the dual encoder alone is
-    reported too, as ``dual/<metric>``.
+    after re-ranking its dual encoder's top ``k`` (hard negatives: by its
+    match logits); the dual encoder alone is reported too, as
+    ``dual/<metric>``.
 
     Args:
         builder: the data set's graph builder (for the negatives' graphs).
@@ -137,34 +138,47 @@ class RetrievalEvaluator:
         return {k: float(v) for k, v in metrics.items()}
 
     def _hard_negatives(self, model, graphs, device, reranker: bool) -> Dict[str, float]:
+        """``hard_negative_accuracy[/<kind>]`` of the model's scores: the re-ranker's match
+        logits where it has one (and its dual encoder's as ``dual/...``), else the cosine."""
         batch = Batch.from_data_list(graphs)
         pairs = negative_pairs(batch, self.builder)
         if pairs is None:
             return {}
         owner = pairs.pair_index[:, 0]
         kinds = [k for g in graphs for k in g.negative_kinds]
-        if reranker:
-            positive_pairs = torch.arange(len(graphs)).unsqueeze(1).expand(-1, 2)
-            pos = model.rerank_scores(pair_batch(batch, batch, positive_pairs).to(device)).cpu()
-            neg = model.rerank_scores(pairs.to(device)).cpu()
-        else:
-            out = model(batch.to(device))
-            text_neg = model(pairs.to(device)).text
-            pos = (out.image * out.text).sum(-1).cpu()
-            neg = (out.image[owner.to(device)] * text_neg).sum(-1).cpu()
-        ragged = [[] for _ in graphs]
-        ragged_kinds = [[] for _ in graphs]
-        for o, score, kind in zip(owner.tolist(), neg.tolist(), kinds):
-            ragged[o].append(score)
-            ragged_kinds[o].append(kind)
-        keep = [i for i, r in enumerate(ragged) if r]
-        result = hard_negative_accuracy(
-            pos[keep], [ragged[i] for i in keep], kinds=[ragged_kinds[i] for i in keep]
-        )
-        return {
-            ("hard_negative_accuracy" if k == "overall" else f"hard_negative_accuracy/{k}"): v
-            for k, v in result.items()
-        }
+        out = model(batch.to(device))
+        text_neg = model(pairs.to(device)).text
+        pos = (out.image * out.text).sum(-1).cpu()
+        neg = (out.image[owner.to(device)] * text_neg).sum(-1).cpu()
+        dual = _hard_negative_metrics(pos, neg, owner, kinds, len(graphs))
+        if not reranker:
+            return dual
+        positive_pairs = torch.arange(len(graphs)).unsqueeze(1).expand(-1, 2)
+        pos = model.rerank_scores(pair_batch(batch, batch, positive_pairs).to(device)).cpu()
+        neg = model.rerank_scores(pairs.to(device)).cpu()
+        metrics = _hard_negative_metrics(pos, neg, owner, kinds, len(graphs))
+        metrics.update({f"dual/{k}": v for k, v in dual.items()})
+        return metrics
+
+
+def _hard_negative_metrics(
+    pos: Tensor, neg: Tensor, owner: Tensor, kinds, num_graphs: int
+) -> Dict[str, float]:
+    """:func:`hard_negative_accuracy` of positive scores ``[N]`` and negative scores ``[M]``
+    owned by ``owner`` ``[M]``, named as the evaluator reports them."""
+    ragged: List[List[float]] = [[] for _ in range(num_graphs)]
+    ragged_kinds: List[List[str]] = [[] for _ in range(num_graphs)]
+    for o, score, kind in zip(owner.tolist(), neg.tolist(), kinds):
+        ragged[o].append(score)
+        ragged_kinds[o].append(kind)
+    keep = [i for i, r in enumerate(ragged) if r]
+    result = hard_negative_accuracy(
+        pos[keep], [ragged[i] for i in keep], kinds=[ragged_kinds[i] for i in keep]
+    )
+    return {
+        ("hard_negative_accuracy" if k == "overall" else f"hard_negative_accuracy/{k}"): v
+        for k, v in result.items()
+    }
 
 
 def _as_list(value) -> List[Any]:

@@ -5,7 +5,14 @@ import torch
 import torch.nn.functional as F
 
 from mmgraph.errors import InputError
-from mmgraph.heads import ITMHead, LearnableTemperature, info_nce_loss, itm_loss, vse_hinge_loss
+from mmgraph.heads import (
+    ITMHead,
+    LearnableTemperature,
+    hard_negative_ranking_loss,
+    info_nce_loss,
+    itm_loss,
+    vse_hinge_loss,
+)
 
 # Scores chosen so that max-violation and sum differ (row 0 and column 2 violate twice).
 SCORES = torch.tensor([[0.9, 0.8, 0.75], [0.2, 0.7, 0.6], [0.85, 0.3, 0.5]])
@@ -112,3 +119,43 @@ def test_itm_head_and_loss():
     assert loss.item() == pytest.approx((math.log(2) + math.log(1 + math.exp(2))) / 2, rel=1e-6)
     with pytest.raises(InputError):
         itm_loss(torch.zeros(2), torch.zeros(3))
+
+
+def test_balanced_itm_loss_weighs_each_class_half():
+    logits = torch.tensor([0.5, 2.0, -1.0, 1.0])
+    labels = torch.tensor([1, 0, 0, 0])
+    each = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
+    expected = 0.5 * each[0] + 0.5 * each[1:].mean()
+    torch.testing.assert_close(itm_loss(logits, labels, balance=True), expected)
+    # Unbalanced it is the plain mean, which the three negatives dominate.
+    torch.testing.assert_close(itm_loss(logits, labels), each.mean())
+    # One class only: its mean, as without balancing.
+    torch.testing.assert_close(itm_loss(logits[1:], labels[1:], balance=True), each[1:].mean())
+    weight = torch.tensor([2.0, 1.0, 0.0, 1.0])
+    weighted = 0.5 * 2.0 * each[0] + 0.5 * (each[1] + each[3]) / 3
+    torch.testing.assert_close(itm_loss(logits, labels, weight=weight, balance=True), weighted)
+
+
+def test_hard_negative_ranking_loss_is_cross_entropy_within_each_group():
+    positive = torch.tensor([1.0, -0.5, 0.3], requires_grad=True)
+    negative = torch.tensor([0.2, 2.0, 0.7, -1.0], requires_grad=True)
+    owner = torch.tensor([0, 0, 2, 0])
+    loss = hard_negative_ranking_loss(positive, negative, owner)
+    # Caption 1 owns no negative and is left out.
+    groups = [
+        torch.stack([positive[0], negative[0], negative[1], negative[3]]),
+        torch.stack([positive[2], negative[2]]),
+    ]
+    expected = torch.stack([F.cross_entropy(g.view(1, -1), torch.tensor([0])) for g in groups]).mean()
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert positive.grad[1] == 0 and positive.grad[0] < 0 and bool((negative.grad > 0).all())
+    # Large logits stay finite (the log-sum-exp is shifted by each group's maximum).
+    big = hard_negative_ranking_loss(torch.tensor([1000.0]), torch.tensor([1001.0]), torch.tensor([0]))
+    assert big.item() == pytest.approx(math.log(1 + math.e), rel=1e-6)
+    empty = hard_negative_ranking_loss(positive, torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    assert empty.item() == 0.0
+    with pytest.raises(InputError, match="owner"):
+        hard_negative_ranking_loss(positive, negative, torch.tensor([0, 3, 1, 1]))
+    with pytest.raises(InputError):
+        hard_negative_ranking_loss(positive, negative, owner[:2])

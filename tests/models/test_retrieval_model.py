@@ -6,7 +6,7 @@ from mmgraph.datasets.synthetic_graphs import SyntheticRetrieval
 from mmgraph.errors import ConfigError, InputError
 from mmgraph.graph import GraphBuilder
 from mmgraph.graph.pairs import negative_pairs, pair_batch
-from mmgraph.heads import info_nce_loss, vse_hinge_loss
+from mmgraph.heads import hard_negative_ranking_loss, info_nce_loss, itm_loss, vse_hinge_loss
 from mmgraph.models import (
     MMGraphEncoderConfig,
     RetrievalModelConfig,
@@ -119,6 +119,37 @@ def test_rerank_training_uses_hard_and_compositional_negatives(dataset, batch):
     assert model.itm_head.out.weight.grad.abs().sum() > 0
     without, _ = model.loss(batch)
     assert torch.isfinite(without)
+
+
+def test_rerank_loss_is_balanced_itm_plus_ranking_of_each_caption(dataset, batch):
+    torch.manual_seed(0)
+    model = _model(dataset, "graph_retrieval_rerank").eval()
+    negatives = negative_pairs(batch, dataset.builder)
+    contrastive = model.contrastive_loss(model(batch), image_codes(batch))
+    loss, out = model.loss(batch, negative_batch=negatives)
+    logits, labels = out["itm_logits"], out["itm_labels"]
+    composed = logits[-negatives.num_graphs :]
+    ranking = hard_negative_ranking_loss(logits[:6], composed, negatives.pair_index[:, 0])
+    torch.testing.assert_close(loss, contrastive + itm_loss(logits, labels, balance=True) + ranking)
+    model.config.itm_rank_weight, model.config.itm_balance = 0.0, False
+    plain, _ = model.loss(batch, negative_batch=negatives)
+    torch.testing.assert_close(plain, contrastive + itm_loss(logits, labels))
+
+
+def test_rerank_shares_the_dual_encoders_input_encoders(dataset, batch):
+    shared = _model(dataset, "graph_retrieval_rerank")
+    own = _model(dataset, "graph_retrieval_rerank", share_inputs=False)
+    for name in ("token_encoder", "region_encoder"):
+        assert getattr(shared.cross_encoder, name) is getattr(shared.encoder, name)
+        assert getattr(own.cross_encoder, name) is not getattr(own.encoder, name)
+    count = sum(p.numel() for p in shared.parameters())
+    own_inputs = sum(
+        p.numel() for n in ("token_encoder", "region_encoder") for p in getattr(own.encoder, n).parameters()
+    )
+    assert count == sum(p.numel() for p in own.parameters()) - own_inputs
+    # The ITM loss trains the shared embeddings too.
+    shared.loss(batch, negative_batch=negative_pairs(batch, dataset.builder))[0].backward()
+    assert shared.encoder.token_encoder.word_emb.weight.grad.abs().sum() > 0
 
 
 def test_rerank_needs_the_cross_encoder(dataset, batch):
