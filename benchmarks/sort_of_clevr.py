@@ -28,7 +28,7 @@ that did best for it in short single-thread trials (see ``TRIALS``):
 - ``cnn_mlp``: the paper's CNN+MLP baseline, the same CNN and question encoder.
 
 Each trains for the same budget of training seconds (``benchmarks/training.py``:
-calibrated step count, cosine schedule over the budget, one core per model),
+a time-based cosine schedule that spans the budget, one core per model),
 with the validation split scored after every epoch (that time not counted),
 so that every model has a curve of validation accuracy against cumulative
 training seconds. From the curves: the training seconds each model needs to

@@ -42,9 +42,9 @@ regions are the cells of the CNN's 8 x 8 output grid joined by their
 8 nearest neighbours (the spatial graph would link nearly every pair of
 cells: about 4,000 edges a question).
 
-Every model trains for ``--budget`` seconds (``benchmarks/training.py``:
-the steps are calibrated on this machine so that the learning-rate schedule
-spans the budget) and its final weights are scored on the test split:
+Every model trains for ``--budget`` seconds of training time
+(``benchmarks/training.py``: the learning-rate schedule runs on the share
+of the budget spent, so it spans the budget) and its final weights are scored on the test split:
 accuracy overall and per family, parameters, training samples per second,
 inference milliseconds per sample and the peak memory of a training step.
 Targets for ``graph_vqa`` (issue 6): 95% overall and 90% on two-hop
