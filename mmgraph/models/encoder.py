@@ -114,6 +114,7 @@ class MMGraphEncoderConfig:
     pooling: str = "attention"  # per-modality readout: "attention" | "mean" | "global" (virtual node)
     count: bool = False  # attention pooling of regions also sums sigmoid-gated nodes (a soft count)
     glimpses: int = 1  # attention pooling of regions: independent softmax glimpses, concatenated
+    intra_gate: bool = False  # intra-modal updates scaled by a learnable scalar that starts at 0 (ReZero)
     fusion: str = "sum"  # fused vector: "sum" (MCAN) | "product" (Hadamard, MLB / bottom-up attention)
 
     def __post_init__(self) -> None:
@@ -320,6 +321,7 @@ class MMGraphEncoder(nn.Module):
                         intra=c.variant != "no_graph",
                         cross=c.variant != "no_cross",
                         num_bases=c.num_bases,
+                        intra_gate=c.intra_gate,
                     )
                 )
         self.blocks = nn.ModuleList(blocks)

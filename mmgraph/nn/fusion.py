@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, Optional, Union
 
+import torch
 from torch import Tensor, nn
 
 from mmgraph.errors import InputError
@@ -115,6 +116,11 @@ class FusionBlock(nn.Module):
         num_bases (int, optional): Relation-specific message matrices through
             this many bases in every :class:`RelationGATConv`; ``None`` shares
             one matrix and tells relations apart by bias terms. (default: :obj:`None`)
+        intra_gate (bool, optional): Scale each node type's intra-modal update
+            by a learnable scalar that starts at zero (ReZero, `Bachlechner et
+            al. 2020 <https://arxiv.org/abs/2003.04887>`_), so that the block
+            starts as cross attention alone and lets graph messages in as they
+            help. (default: :obj:`False`)
 
     Shapes:
         - **input:** as above
@@ -134,6 +140,7 @@ class FusionBlock(nn.Module):
         intra: bool = True,
         cross: bool = True,
         num_bases: Optional[int] = None,
+        intra_gate: bool = False,
     ):
         super().__init__()
         if hidden % heads != 0:
@@ -172,6 +179,11 @@ class FusionBlock(nn.Module):
                 )
             for node_type in sorted({edge_type[-1] for edge_type in self.num_relations}):
                 self.norm_intra[node_type] = nn.LayerNorm(hidden)
+        self.intra_gate = (
+            nn.ParameterDict({node_type: nn.Parameter(torch.zeros(1)) for node_type in self.norm_intra})
+            if intra_gate
+            else None
+        )
         self.attn = nn.ModuleDict()
         self.norm_cross = nn.ModuleDict()
         if cross:
@@ -189,6 +201,9 @@ class FusionBlock(nn.Module):
         for group in (self.convs, self.norm_intra, self.attn, self.norm_cross, self.norm_ffn, self.ffn):
             for module in group.values():
                 module.reset_parameters()
+        if self.intra_gate is not None:
+            for gate in self.intra_gate.values():
+                nn.init.zeros_(gate)
 
     def forward(
         self,
@@ -236,6 +251,8 @@ class FusionBlock(nn.Module):
             )
             update[node_type] = out if node_type not in update else update[node_type] + out
         for node_type, out in update.items():
+            if self.intra_gate is not None:
+                out = self.intra_gate[node_type] * out
             x_dict[node_type] = x_dict[node_type] + self.drop(out)
 
     def _cross(self, x_dict, edge_index_dict, batch_dict, cond) -> None:

@@ -182,3 +182,25 @@ def test_trains_inside_a_plain_module():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_intra_gate_starts_as_cross_attention_alone_and_learns():
+    torch.manual_seed(0)
+    gated = _block(intra_gate=True)
+    plain = _block(intra=False)
+    # Same cross-attention and FFN weights; the gated block also has the convs and their norms.
+    missing = plain.load_state_dict(gated.state_dict(), strict=False).unexpected_keys
+    assert missing and all(k.startswith(("convs.", "norm_intra.", "intra_gate.")) for k in missing)
+    x, edges, types, attrs, batch = _collate([_sample(5, 7), _sample(3, 4)])
+    cond = torch.randn(2, 8)
+    out = gated(x, edges, types, attrs, batch, cond)
+    expected = plain(x, edges, types, attrs, batch, cond)
+    for node_type in (REGION, TOKEN):
+        torch.testing.assert_close(out[node_type], expected[node_type])
+    # The gates get a gradient at zero, so the graph messages can come in.
+    (out[REGION].pow(2).sum() + out[TOKEN].pow(2).sum()).backward()
+    assert all(gate.grad is not None and gate.grad.abs().sum() > 0 for gate in gated.intra_gate.values())
+    with torch.no_grad():
+        for gate in gated.intra_gate.values():
+            gate.fill_(1.0)
+    assert not torch.allclose(gated(x, edges, types, attrs, batch, cond)[REGION], expected[REGION])
