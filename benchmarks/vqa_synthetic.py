@@ -37,7 +37,12 @@ Santoro et al.'s 256-wide MLPs and train at batch 64 with 1e-3 (the
 Relation Network's better of 1e-3 and 3e-4 in short trials on
 Sort-of-CLEVR). The learning rates were chosen in runs of a few minutes
 on the scene-graph data: for ``graph_vqa`` 2e-3 beat 1e-3, and the
-counting channel added about 5 points (53% -> 58% in 300 s). Pixel
+counting channel added about 5 points (53% -> 58% in 300 s). Ours also
+scales its intra-modal (graph) updates by learnable scalars that start at
+zero (``intra_gate=True``, ReZero): it starts as cross attention alone and
+lets the graph messages in as they help. Without the gate it scored 65.7%
+on scene graphs in this benchmark's first full run, behind its own
+no-graph ablation (79.0%); with it 78.0% in a 180 s trial. Pixel
 regions are the cells of the CNN's 8 x 8 output grid joined by their
 8 nearest neighbours (the spatial graph would link nearly every pair of
 cells: about 4,000 edges a question).
@@ -120,9 +125,10 @@ def entries(data: Path, sizes: Sizes, modes: Sequence[str]) -> List[Entry]:
     for mode in modes:
         group = MODES[mode]
         for name in ("graph_vqa", "single_stream_vqa", "no_graph_vqa"):
-            out.append(
-                Entry(f"{name} ({group})", name, config(mode), dict(attention), dict(fast), group=group)
-            )
+            # Ours gates its graph messages (zero-initialised, ReZero): the only setting the others lack,
+            # as they have no intra-modal message passing to gate.
+            options = {**attention, "intra_gate": True} if name == "graph_vqa" else dict(attention)
+            out.append(Entry(f"{name} ({group})", name, config(mode), options, dict(fast), group=group))
         out.append(
             Entry(
                 f"relation_network ({group})",
