@@ -22,11 +22,6 @@ def _check_scores(metrics, where):
     assert present, where
     for k in present:
         assert 0.0 <= metrics[f"hard_negative_accuracy/{k}"] <= 1.0, (where, k)
-    # Beating every negative of a caption implies beating each of them: overall <= every kind.
-    assert (
-        metrics["hard_negative_accuracy"]
-        <= min(metrics[f"hard_negative_accuracy/{k}"] for k in present) + 1e-9
-    )
 
 
 def test_quick_run_writes_well_formed_results(tmp_path):
