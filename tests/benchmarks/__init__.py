@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import subprocess
 import sys
@@ -18,3 +19,13 @@ def run_quick(name: str, out: Path) -> dict:
     payload = json.loads((out / f"{name}.json").read_text())
     assert payload["quick"] is True and payload["command"].endswith("--quick --out " + str(out))
     return payload
+
+
+def load_script(name: str):
+    """Imports ``benchmarks/<name>.py`` as the module ``<name>_benchmark``."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    # The dataclass decorator looks its module up in sys.modules.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,22 +1,10 @@
-import importlib.util
 import math
-import sys
 
-from tests.benchmarks import BENCHMARKS, run_quick
+from tests.benchmarks import load_script, run_quick
 
-SCRIPT = BENCHMARKS / "scaling.py"
 MODELS = ("graph_vqa", "single_stream_vqa")
 QUICK_CONFIGS = [(12, 1, 0.1), (12, 2, 0.1), (120, 1, 0.1), (120, 2, 0.1), (12, 2, 0.0), (120, 2, 0.0)]
 TOKENS = 14
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("scaling_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    # The dataclass decorator looks its module up in sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_quick_run_writes_well_formed_results(tmp_path):
@@ -77,7 +65,7 @@ def test_quick_run_writes_well_formed_results(tmp_path):
 
 
 def test_configs_and_memory_estimate():
-    scaling = _module()
+    scaling = load_script("scaling")
     # The batch sweep runs at the smallest and the largest region count, the region sweep at one batch.
     assert scaling.FULL.configs() == [
         (36, 1, 0.1), (36, 8, 0.1), (36, 32, 0.1), (100, 8, 0.1), (400, 8, 0.1), (1600, 1, 0.1),

@@ -1,22 +1,9 @@
-import importlib.util
-import sys
-
 import pytest
 
-from tests.benchmarks import BENCHMARKS, run_quick
+from tests.benchmarks import load_script, run_quick
 
-SCRIPT = BENCHMARKS / "sort_of_clevr.py"
 MODELS = ("graph_vqa", "relation_network", "cnn_mlp")
 FAMILIES = ("nonrel", "rel", "ternary")
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("sort_of_clevr_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    # The dataclass decorator looks its module up in sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow  # about 30-40 s: three models trained and scored, two worker processes
@@ -78,7 +65,7 @@ def test_quick_run_writes_well_formed_results(tmp_path):
 
 
 def test_time_to_reach_and_targets():
-    bench = _module()
+    bench = load_script("sort_of_clevr")
     curve = [
         {"train_seconds": 10.0, "val_accuracy": 0.4, "val_accuracy/rel": 0.3},
         {"train_seconds": 20.0, "val_accuracy": 0.6, "val_accuracy/rel": 0.5},
