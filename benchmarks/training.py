@@ -47,8 +47,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import peak_memory  # noqa: E402
-from torch_geometric.loader import DataLoader  # noqa: E402
 
+from mmgraph.graph.collate import GraphLoader  # noqa: E402
 from mmgraph.train import TrainConfig, Trainer  # noqa: E402
 from mmgraph.train.experiment import (  # noqa: E402
     DataConfig,
@@ -187,7 +187,7 @@ def run_entry(entry: Entry, budget: float, seed: int = 0, curve: bool = False):
 
     # 2. Score the final weights on the test split.
     model = trainer.model.eval()
-    loader = DataLoader(test_set, batch_size=64)
+    loader = GraphLoader(test_set, batch_size=64)
     t0 = time.perf_counter()
     with torch.no_grad():
         metrics = evaluator_for(task, builder)(model, loader, trainer.device)

@@ -33,6 +33,7 @@ from torch_geometric.utils import cumsum
 
 from mmgraph.errors import InputError
 from mmgraph.graph.builder import GraphBuilder, Sample
+from mmgraph.graph.collate import collate_graphs
 from mmgraph.graph.regions import Regions
 from mmgraph.typing import REGION, REGION_TO_TOKEN, TOKEN, TOKEN_TO_REGION, EdgeType
 
@@ -51,11 +52,11 @@ def as_batch(graphs: Graphs) -> Batch:
     if isinstance(graphs, Batch):
         return graphs
     if isinstance(graphs, HeteroData):
-        return Batch.from_data_list([graphs])
+        return collate_graphs([graphs])
     graphs = list(graphs)
     if not graphs:
         raise InputError("pairs: got an empty list of graphs; give at least one.")
-    return Batch.from_data_list(graphs)
+    return collate_graphs(graphs)
 
 
 def _ptr(store, num_graphs: int) -> Tensor:

@@ -18,10 +18,10 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 import torch
 import yaml
 from torch import nn
-from torch_geometric.loader import DataLoader
 
 from mmgraph.errors import CheckpointError, ConfigError, InputError
 from mmgraph.graph.builder import GraphBuilder, Sample
+from mmgraph.graph.collate import GraphLoader
 from mmgraph.graph.vocab import Vocabulary
 from mmgraph.models.registry import create_model, model_kwargs_from_dataset
 from mmgraph.train.checkpoint import atomic_write, load_checkpoint
@@ -207,7 +207,7 @@ def run(cfg: RunConfig, resume: Optional[str] = None) -> RunResult:
     test_metrics: Dict[str, float] = {}
     if test_set is not None:
         model.eval()
-        loader = DataLoader(test_set, batch_size=cfg.train.batch_size)
+        loader = GraphLoader(test_set, batch_size=cfg.train.batch_size)
         with torch.no_grad():
             test_metrics = evaluator_for(task, builder)(model, loader, trainer.device)
         if out_dir is not None and dist.is_main:
@@ -279,7 +279,7 @@ def evaluate_checkpoint(
     builder = make_builder(cfg.data)
     dataset = load_split(cfg.data, split, builder)
     check_vocabularies(trained, dataset, path)
-    loader = DataLoader(dataset, batch_size=cfg.train.batch_size)
+    loader = GraphLoader(dataset, batch_size=cfg.train.batch_size)
     device = torch.device("cpu")
     with torch.no_grad():
         metrics = evaluator_for(trained.task, builder)(trained.model, loader, device)
@@ -310,7 +310,7 @@ def predict_question(path, question: str, image_id: str, split: str = "test", k:
         raise InputError(f"image {image_id!r} is not in split {split!r} of {cfg.data.root}")
     base = dataset[matches[0]]
     graph = _with_question(base, question, builder, trained.vocab)
-    batch = next(iter(DataLoader([graph], batch_size=1)))
+    batch = next(iter(GraphLoader([graph], batch_size=1)))
     return trained.model.predict(batch, k=k)[0]
 
 

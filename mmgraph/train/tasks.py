@@ -8,21 +8,20 @@ training loss.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import Batch
-from torch_geometric.loader import DataLoader
 
 from mmgraph.graph.builder import GraphBuilder
+from mmgraph.graph.collate import collate_graphs
 from mmgraph.graph.pairs import negative_pairs, pair_batch
 from mmgraph.metrics.accuracy import AccuracyMeter
 from mmgraph.metrics.retrieval import hard_negative_accuracy, retrieval_metrics
 
 
 @torch.no_grad()
-def predict_vqa(model: nn.Module, loader: DataLoader, device: torch.device) -> Tuple[Tensor, List[Any]]:
+def predict_vqa(model: nn.Module, loader: Iterable, device: torch.device) -> Tuple[Tensor, List[Any]]:
     """Predicted answer ids ``[N]`` and the batches' graphs' ids, in loader order."""
     preds, ids = [], []
     for batch in loader:
@@ -33,7 +32,7 @@ def predict_vqa(model: nn.Module, loader: DataLoader, device: torch.device) -> T
 
 
 @torch.no_grad()
-def evaluate_vqa(model: nn.Module, loader: DataLoader, device: torch.device) -> Dict[str, float]:
+def evaluate_vqa(model: nn.Module, loader: Iterable, device: torch.device) -> Dict[str, float]:
     """Accuracy overall and per question family (``accuracy/<family>``).
 
     With answer ids as targets (``y`` long), a prediction is right when it is
@@ -101,7 +100,7 @@ class RetrievalEvaluator:
         self.builder, self.k = builder, k
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module, loader: DataLoader, device: torch.device) -> Dict[str, float]:
+    def __call__(self, model: nn.Module, loader: Iterable, device: torch.device) -> Dict[str, float]:
         graphs, image_emb, text_emb, image_ids = [], [], [], []
         for batch in loader:
             batch = batch.to(device)
@@ -121,8 +120,8 @@ class RetrievalEvaluator:
         metrics: Dict[str, float] = {}
         reranker = getattr(model, "cross_encoder", None) is not None
         if reranker:
-            images = Batch.from_data_list([graphs[r] for r in image_rows])
-            texts = Batch.from_data_list(graphs)
+            images = collate_graphs([graphs[r] for r in image_rows])
+            texts = collate_graphs(graphs)
             res = model.rerank(sims, images.to(device), texts.to(device), k=self.k)
             i2t = retrieval_metrics(res.i2t.cpu(), image_of_caption=image_of_caption)
             t2i = retrieval_metrics(res.t2i.cpu(), image_of_caption=image_of_caption)
@@ -140,7 +139,7 @@ class RetrievalEvaluator:
     def _hard_negatives(self, model, graphs, device, reranker: bool) -> Dict[str, float]:
         """``hard_negative_accuracy[/<kind>]`` of the model's scores: the re-ranker's match
         logits where it has one (and its dual encoder's as ``dual/...``), else the cosine."""
-        batch = Batch.from_data_list(graphs)
+        batch = collate_graphs(graphs)
         pairs = negative_pairs(batch, self.builder)
         if pairs is None:
             return {}

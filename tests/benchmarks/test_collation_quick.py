@@ -1,0 +1,19 @@
+from tests.benchmarks import run_quick
+
+
+def test_quick_run_writes_well_formed_results(tmp_path):
+    payload = run_quick("collation", tmp_path)
+    results = payload["results"]
+    assert {e["graphs"] for e in results} == {
+        "questions, scene graphs",
+        "questions, pixels (8 x 8 cells)",
+        "captions + negatives (retrieval)",
+    }
+    for entry in results:
+        assert entry["equal_batches"] is True
+        assert (
+            entry["collate_graphs"]["per_second_mean"] > 0
+            and entry["pyg_from_data_list"]["per_second_mean"] > 0
+        )
+    table = (tmp_path / "collation.md").read_text()
+    assert table.startswith("# collation") and "| questions, scene graphs | 64 |" in table
