@@ -44,7 +44,9 @@ def random_regions(num, dim=8, seed=0, size=(320.0, 240.0), sample_id=None):
     g = torch.Generator().manual_seed(seed)
     w, h = size
     xy = torch.rand(num, 2, generator=g) * torch.tensor([w * 0.8, h * 0.8])
-    wh = torch.rand(num, 2, generator=g) * torch.tensor([w * 0.2, h * 0.2]) + 2.0
+    wh = (
+        torch.rand(num, 2, generator=g) * torch.tensor([w * 0.2 - 2.0, h * 0.2 - 2.0]) + 2.0
+    )  # inside the image
     boxes = torch.cat([xy, xy + wh], dim=1)
     return regions_from_detections(boxes, torch.randn(num, dim, generator=g), size, sample_id=sample_id)
 
