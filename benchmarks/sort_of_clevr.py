@@ -450,7 +450,12 @@ def main(argv=None):
     start = time.perf_counter()
     root, info = data_root(args, s)
     data = DataConfig(
-        dataset="sort-of-clevr", root=str(root), grid=GRID, val_images=s.val_images, parser=args.parser
+        dataset="sort-of-clevr",
+        root=str(root),
+        grid=GRID,
+        val_images=s.val_images,
+        parser=args.parser,
+        region_edges=("spatial",),  # what the recorded results used (DataConfig's grid default is knn-8)
     )
     contenders = entries(args.quick)
     for entry in contenders:

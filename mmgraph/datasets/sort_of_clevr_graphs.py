@@ -145,6 +145,11 @@ class SortOfClevr(GraphDataset):
             super().download()
         generate_sort_of_clevr(Path(self.raw_dir, self.file), **self.generate)
 
+    def default_builder(self) -> GraphBuilder:
+        # Regions are the cells of a pixel grid: their 8 nearest neighbours (the spatial graph would
+        # link nearly every pair of cells).
+        return GraphBuilder(parser="spacy", region_edges=("knn",), knn_k=8)
+
     def dataset_settings(self) -> Dict[str, Any]:
         return {
             "file": [self.file, file_fingerprint(Path(self.raw_dir, self.file))],

@@ -58,7 +58,10 @@ class _SyntheticBase(GraphDataset):
         generate_dataset(self.raw_dir, **self.generate)
 
     def default_builder(self) -> GraphBuilder:
-        return GraphBuilder(parser="spacy", region_edges=("spatial",), cross="complete")
+        # Pixel regions are grid cells: their 8 nearest neighbours, not the spatial graph, which
+        # links nearly every pair of cells.
+        edges = ("knn",) if self.regions_mode == "pixels" else ("spatial",)
+        return GraphBuilder(parser="spacy", region_edges=edges, knn_k=8, cross="complete")
 
     def dataset_settings(self) -> Dict[str, Any]:
         meta = Path(self.raw_dir, "meta.json")

@@ -50,7 +50,9 @@ class DataConfig:
     questions_per_image: int = 10  # synthetic generation
     val_images: int = 200  # Sort-of-CLEVR: training images held out for validation
     parser: Literal["spacy", "sequential"] = "spacy"  # dependency parse (spaCy) or adjacent tokens
-    region_edges: Tuple[str, ...] = ("spatial",)  # any of spatial, knn, complete
+    # Any of spatial, knn, complete; None: spatial for objects and detections, knn for the cells of a
+    # pixel grid (the spatial graph links nearly every pair of 64 cells: ~4,000 edges a question).
+    region_edges: Optional[Tuple[str, ...]] = None
     knn_k: int = 8  # neighbours for knn region edges
     cross: Literal["complete", "topk", "grounded"] = "complete"  # cross-modal edges
     reverse_dep: bool = True  # also dependent -> head edges
@@ -86,10 +88,19 @@ def task_of(dataset: str) -> str:
     return "retrieval" if dataset in RETRIEVAL_DATASETS else "vqa"
 
 
+def region_edges_of(cfg: DataConfig) -> Tuple[str, ...]:
+    """``cfg.region_edges``, or the default for its regions: ``("knn",)`` for pixel grid cells
+    (synthetic ``regions="pixels"``, Sort-of-CLEVR), ``("spatial",)`` otherwise."""
+    if cfg.region_edges is not None:
+        return tuple(cfg.region_edges)
+    grid = cfg.regions == "pixels" or cfg.dataset == "sort-of-clevr"
+    return ("knn",) if grid else ("spatial",)
+
+
 def make_builder(cfg: DataConfig) -> GraphBuilder:
     return GraphBuilder(
         parser=cfg.parser,
-        region_edges=tuple(cfg.region_edges),
+        region_edges=region_edges_of(cfg),
         knn_k=cfg.knn_k,
         cross=cfg.cross,
         reverse_dep=cfg.reverse_dep,

@@ -26,3 +26,22 @@ def test_a_run_depends_on_its_seed_alone(tmp_path):
     assert untimed[0] == untimed[1]
     c = run(_config(tmp_path, seed=4))
     assert not torch.equal(pa, torch.cat([p.flatten() for p in c.model.parameters()]))
+
+
+def test_region_edges_default_to_knn_for_pixel_grids_only():
+    from mmgraph.datasets.sort_of_clevr_graphs import SortOfClevr
+    from mmgraph.datasets.synthetic_graphs import SyntheticVQA
+    from mmgraph.train.experiment import DataConfig, make_builder, region_edges_of
+
+    assert region_edges_of(DataConfig()) == ("spatial",)
+    assert region_edges_of(DataConfig(regions="pixels")) == ("knn",)
+    assert region_edges_of(DataConfig(dataset="sort-of-clevr")) == ("knn",)
+    assert region_edges_of(DataConfig(regions="pixels", region_edges=("spatial",))) == ("spatial",)
+    assert make_builder(DataConfig(regions="pixels")).region_edges == ("knn",)
+    # The data sets' own default builders agree (without building any data).
+    pixels = SyntheticVQA.__new__(SyntheticVQA)
+    pixels.regions_mode = "pixels"
+    assert pixels.default_builder().region_edges == ("knn",) and pixels.default_builder().knn_k == 8
+    pixels.regions_mode = "scene_graph"
+    assert pixels.default_builder().region_edges == ("spatial",)
+    assert SortOfClevr.default_builder(None).region_edges == ("knn",)
