@@ -112,9 +112,13 @@ class MMGraphEncoderConfig:
     cross: str = "auto"
     cond: bool = True  # question-conditioned region attention and region pooling (the pooled tokens)
     pooling: str = "attention"  # per-modality readout: "attention" | "mean" | "global" (virtual node)
-    count: bool = False  # attention pooling of regions also sums sigmoid-gated nodes (a soft count)
     glimpses: int = 1  # attention pooling of regions: independent softmax glimpses, concatenated
-    intra_gate: bool = False  # intra-modal updates scaled by a learnable scalar that starts at 0 (ReZero)
+    # The next three are on by default: on the synthetic scene-graph VQA benchmark (180 s of CPU) the
+    # counting channel added ~5 points, the gate took graph_vqa from 65.7% to 78%, and the order won
+    # three trials of three (benchmarks/vqa_synthetic.py).
+    count: bool = True  # attention pooling of regions also sums sigmoid-gated nodes (soft count); attention pooling only
+    intra_gate: bool = True  # intra-modal updates scaled by a learnable scalar that starts at 0 (ReZero)
+    cross_first: bool = True  # each block: cross attention, then message passing (LXMERT's order)
     fusion: str = "sum"  # fused vector: "sum" (MCAN) | "product" (Hadamard, MLB / bottom-up attention)
 
     def __post_init__(self) -> None:
@@ -132,10 +136,9 @@ class MMGraphEncoderConfig:
             raise ConfigError(
                 f"MMGraphEncoderConfig: hidden={self.hidden} is not divisible by heads={self.heads}."
             )
-        if (self.count or self.glimpses != 1) and self.pooling != "attention":
+        if self.glimpses != 1 and self.pooling != "attention":
             raise ConfigError(
-                "MMGraphEncoderConfig: count=True and glimpses > 1 need pooling='attention', got "
-                f"pooling={self.pooling!r}."
+                f"MMGraphEncoderConfig: glimpses > 1 needs pooling='attention', got pooling={self.pooling!r}."
             )
         if self.layers < 0:
             raise ConfigError(f"MMGraphEncoderConfig.layers must be >= 0, got {self.layers}.")
@@ -322,6 +325,7 @@ class MMGraphEncoder(nn.Module):
                         cross=c.variant != "no_cross",
                         num_bases=c.num_bases,
                         intra_gate=c.intra_gate,
+                        cross_first=c.cross_first,
                     )
                 )
         self.blocks = nn.ModuleList(blocks)

@@ -121,6 +121,11 @@ class FusionBlock(nn.Module):
             al. 2020 <https://arxiv.org/abs/2003.04887>`_), so that the block
             starts as cross attention alone and lets graph messages in as they
             help. (default: :obj:`False`)
+        cross_first (bool, optional): Run the cross-modal sub-layer before the
+            intra-modal one (LXMERT's order). Regions then pass messages along
+            their relations after they have read the question in the same
+            block, so :math:`L` blocks give :math:`L` question-aware relation
+            hops rather than :math:`L - 1`. (default: :obj:`False`)
 
     Shapes:
         - **input:** as above
@@ -141,6 +146,7 @@ class FusionBlock(nn.Module):
         cross: bool = True,
         num_bases: Optional[int] = None,
         intra_gate: bool = False,
+        cross_first: bool = False,
     ):
         super().__init__()
         if hidden % heads != 0:
@@ -161,6 +167,7 @@ class FusionBlock(nn.Module):
         self.intra = intra
         self.cross = cross
         self.num_bases = num_bases
+        self.cross_first = cross_first
 
         self.convs = nn.ModuleDict()
         self.norm_intra = nn.ModuleDict()
@@ -219,9 +226,12 @@ class FusionBlock(nn.Module):
         edge_type_dict = edge_type_dict or {}
         edge_attr_dict = edge_attr_dict or {}
         batch_dict = batch_dict or {}
+        cross = self.cross and REGION in x_dict and TOKEN in x_dict
+        if cross and self.cross_first:
+            self._cross(x_dict, edge_index_dict, batch_dict, cond)
         if self.intra:
             self._intra(x_dict, edge_index_dict, edge_type_dict, edge_attr_dict, batch_dict, cond)
-        if self.cross and REGION in x_dict and TOKEN in x_dict:
+        if cross and not self.cross_first:
             self._cross(x_dict, edge_index_dict, batch_dict, cond)
         for node_type in NODE_TYPES:
             if node_type in x_dict:
@@ -279,5 +289,5 @@ class FusionBlock(nn.Module):
         relations = ", ".join(f"{edge_type[1]}={count}" for edge_type, count in self.num_relations.items())
         return (
             f"{self.__class__.__name__}({self.hidden}, heads={self.heads}, relations=({relations}), "
-            f"intra={self.intra}, cross={self.cross})"
+            f"intra={self.intra}, cross={self.cross}{', cross_first=True' if self.cross_first else ''})"
         )

@@ -1,5 +1,6 @@
 import os
 import socket
+import time
 from datetime import timedelta
 
 import pytest
@@ -107,7 +108,16 @@ def _worker(rank, port, out_dir):
 
 
 def test_two_gloo_processes(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    context = mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=False)
+    # The collectives time out after a minute, but a hang outside them (the store's rendezvous, process
+    # exit) would hang the whole suite: end the workers after three minutes and fail.
+    deadline = time.monotonic() + 180
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                if process.is_alive():
+                    process.kill()
+            pytest.fail("the two gloo processes were still running after 180 s (a deadlock); killed them")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE))
 
     assert r0["info"] == (0, 2, 0, "cpu", True) and r1["info"] == (1, 2, 1, "cpu", False)
