@@ -196,6 +196,7 @@ def run(cfg: RunConfig, resume: Optional[str] = None) -> RunResult:
     extra = {
         "model_name": cfg.model.name,
         "model_kwargs": _plain(kwargs),
+        "encoder_defaults": ENCODER_DEFAULTS,
         "task": task,
         "vocab": train_set.vocab.to_dict(),
         "answers": None if train_set.answers is None else train_set.answers.to_dict(),
@@ -239,6 +240,33 @@ class Trained:
     step: int
 
 
+#: The generation of :class:`~mmgraph.models.MMGraphEncoderConfig` defaults a checkpoint's
+#: ``model_kwargs`` were written under (its ``extra["encoder_defaults"]``; absent: 1). A checkpoint
+#: keeps only the keys its run set, so when the defaults change, :func:`load_trained` adds the old
+#: ones back: 2 turned ``count``, ``intra_gate`` and ``cross_first`` on (mmgraph 0.1, session 3).
+ENCODER_DEFAULTS = 2
+_OLD_ENCODER_DEFAULTS: Dict[int, Dict[str, Any]] = {
+    1: {"count": False, "intra_gate": False, "cross_first": False}
+}
+
+
+def _create_trained_model(extra: Dict[str, Any]) -> nn.Module:
+    """The model of a checkpoint's ``extra``, with the encoder defaults it was written under."""
+    name, kwargs = extra["model_name"], _unplain_kwargs(extra["model_kwargs"])
+    written = int(extra.get("encoder_defaults", 1))
+    old: Dict[str, Any] = {}
+    for version in range(written, ENCODER_DEFAULTS):
+        old.update(
+            {k: v for k, v in _OLD_ENCODER_DEFAULTS[version].items() if k not in kwargs and k not in old}
+        )
+    if old:
+        try:
+            return create_model(name, **kwargs, **old)
+        except ConfigError:  # a model without our encoder (relation_network, question_only, ...)
+            pass
+    return create_model(name, **kwargs)
+
+
 def load_trained(path, map_location: str = "cpu") -> Trained:
     """Rebuilds the model of a checkpoint written by :func:`run` and loads its weights."""
     from mmgraph.train.config import config_from_dict
@@ -251,7 +279,7 @@ def load_trained(path, map_location: str = "cpu") -> Trained:
             f"{path}: not a checkpoint of an mmgraph run (it lacks {missing}); load it with "
             "mmgraph.train.load_checkpoint into a model you build yourself"
         )
-    model = create_model(extra["model_name"], **_unplain_kwargs(extra["model_kwargs"]))
+    model = _create_trained_model(extra)
     load_checkpoint(path, model, restore_rng=False, map_location=map_location)
     model.eval()
     config = config_from_dict(RunConfig, state.get("config") or {}, source=str(path))

@@ -45,3 +45,25 @@ def test_region_edges_default_to_knn_for_pixel_grids_only():
     pixels.regions_mode = "scene_graph"
     assert pixels.default_builder().region_edges == ("spatial",)
     assert SortOfClevr.default_builder(None).region_edges == ("knn",)
+
+
+def test_checkpoints_rebuild_with_the_encoder_defaults_they_were_written_under():
+    from mmgraph.train.experiment import ENCODER_DEFAULTS, _create_trained_model
+
+    sizes = {"vocab_size": 20, "num_answers": 5, "hidden": 16, "heads": 2}
+    old = _create_trained_model({"model_name": "graph_vqa", "model_kwargs": sizes})  # no marker: generation 1
+    c = old.encoder.config
+    assert (c.count, c.intra_gate, c.cross_first) == (False, False, False)
+    new = _create_trained_model(
+        {"model_name": "graph_vqa", "model_kwargs": sizes, "encoder_defaults": ENCODER_DEFAULTS}
+    )
+    c = new.encoder.config
+    assert (c.count, c.intra_gate, c.cross_first) == (True, True, True)
+    assert set(new.state_dict()) != set(old.state_dict())  # strict loading would refuse a mix-up
+    # Keys the run set win; models without our encoder build as they are.
+    kept = _create_trained_model({"model_name": "graph_vqa", "model_kwargs": {**sizes, "count": True}})
+    assert kept.encoder.config.count and not kept.encoder.config.intra_gate
+    rn = _create_trained_model(
+        {"model_name": "relation_network", "model_kwargs": {"vocab_size": 20, "num_answers": 5}}
+    )
+    assert type(rn).__name__ == "RelationNetwork"
