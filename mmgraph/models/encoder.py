@@ -113,12 +113,12 @@ class MMGraphEncoderConfig:
     cond: bool = True  # question-conditioned region attention and region pooling (the pooled tokens)
     pooling: str = "attention"  # per-modality readout: "attention" | "mean" | "global" (virtual node)
     glimpses: int = 1  # attention pooling of regions: independent softmax glimpses, concatenated
-    # The next three are on by default: on the synthetic scene-graph VQA benchmark (180 s of CPU) the
-    # counting channel added ~5 points, the gate took graph_vqa from 65.7% to 78%, and the order won
-    # three trials of three (benchmarks/vqa_synthetic.py).
-    count: bool = True  # attention pooling of regions also sums sigmoid-gated nodes (soft count); attention pooling only
-    intra_gate: bool = True  # intra-modal updates scaled by a learnable scalar that starts at 0 (ReZero)
-    cross_first: bool = True  # each block: cross attention, then message passing (LXMERT's order)
+    # Off here (the plain layers); graph_vqa turns all three on and the other VQA models the count
+    # (mmgraph.models.vqa), as they help VQA: on the synthetic scene-graph benchmark the count added
+    # ~5 points, the gate took graph_vqa from 65.7% to 78%, and the order won three trials of three.
+    count: bool = False  # attention pooling of regions also sums sigmoid-gated nodes (soft count); attention pooling only
+    intra_gate: bool = False  # intra-modal updates scaled by a learnable scalar that starts at 0 (ReZero)
+    cross_first: bool = False  # each block: cross attention, then message passing (LXMERT's order)
     fusion: str = "sum"  # fused vector: "sum" (MCAN) | "product" (Hadamard, MLB / bottom-up attention)
 
     def __post_init__(self) -> None:

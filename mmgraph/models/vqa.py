@@ -191,12 +191,27 @@ class VQAModel(VQABase):
         return f"{self.__class__.__name__}({self.encoder!r}, {self.head!r}, loss={self.config.loss!r})"
 
 
+#: Encoder settings the VQA models default to, beyond :class:`~mmgraph.models.MMGraphEncoderConfig`'s.
+#: Every attention readout gets the counting channel (how many?, more/fewer?); ours also gates its
+#: graph updates (ReZero) and runs them after the cross attention. On the synthetic scene-graph
+#: benchmark (benchmarks/vqa_synthetic.py, 180 s of CPU) the count added ~5 points, the gate took
+#: graph_vqa from 65.7% to 78%, and the order won three trials of three. The retrieval dual encoder
+#: keeps the plain settings: it has no cross attention, so a closed gate leaves it nothing to learn
+#: from at first (hard-negative accuracy 0.41 -> 0.31 in the quickstart with the gate).
+VQA_ENCODER_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "graph": {"count": True, "intra_gate": True, "cross_first": True},
+    "single_stream": {"count": True},
+    "no_graph": {"count": True},
+    "no_cross": {"count": True},
+}
+
+
 def _vqa(name: str, variant: str, overrides: Dict[str, Any]) -> VQAModel:
     config = build_config(
         VQAModelConfig,
         overrides,
         encoder_cls=MMGraphEncoderConfig,
-        encoder_defaults={"variant": variant},
+        encoder_defaults={"variant": variant, **VQA_ENCODER_DEFAULTS[variant]},
         model=name,
     )
     return VQAModel(config)

@@ -243,7 +243,8 @@ class Trained:
 #: The generation of :class:`~mmgraph.models.MMGraphEncoderConfig` defaults a checkpoint's
 #: ``model_kwargs`` were written under (its ``extra["encoder_defaults"]``; absent: 1). A checkpoint
 #: keeps only the keys its run set, so when the defaults change, :func:`load_trained` adds the old
-#: ones back: 2 turned ``count``, ``intra_gate`` and ``cross_first`` on (mmgraph 0.1, session 3).
+#: ones back: 2 turned ``count``, ``intra_gate`` and ``cross_first`` on for the VQA models
+#: (:data:`mmgraph.models.vqa.VQA_ENCODER_DEFAULTS`).
 ENCODER_DEFAULTS = 2
 _OLD_ENCODER_DEFAULTS: Dict[int, Dict[str, Any]] = {
     1: {"count": False, "intra_gate": False, "cross_first": False}
