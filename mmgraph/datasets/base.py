@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-from torch_geometric.data import HeteroData, InMemoryDataset
+from torch_geometric.data import Batch, HeteroData, InMemoryDataset
 
 from mmgraph._version import __version__
 from mmgraph.datasets.formats.features import (
@@ -35,6 +35,7 @@ from mmgraph.datasets.formats.features import (
 )
 from mmgraph.errors import DataFormatError, InputError, MMGraphError
 from mmgraph.graph.builder import GraphBuilder, Sample
+from mmgraph.graph.collate import collate_graphs, collate_stored
 from mmgraph.graph.regions import Regions, regions_from_detections
 from mmgraph.graph.vocab import Vocabulary
 from mmgraph.typing import REGION
@@ -107,6 +108,30 @@ class GraphDataset(InMemoryDataset):
         self.vocab = Vocabulary.load(self.processed_paths[1])
         self.builder.vocab = self.vocab
         self.answers: Optional[Vocabulary] = _load_optional_vocab(Path(self.processed_paths[2]))
+
+    def get_batch(self, indices: Sequence[int]) -> Batch:
+        """The batch of graphs ``indices``: ``collate_graphs([self[i] for i in indices])``.
+
+        Built from the stored tensors at once (:func:`~mmgraph.graph.collate_stored`) where
+        :meth:`get` returns the stored graph as it is; graph by graph otherwise (a transform,
+        features read at :meth:`get` time). :class:`~mmgraph.graph.GraphLoader` asks for batches
+        this way.
+        """
+        ids = [int(i) for i in indices]
+        size = len(self)
+        bad = [i for i in ids if not -size <= i < size]
+        if bad:
+            raise IndexError(f"{type(self).__name__}: indices {bad[:5]} out of range for {size} graphs")
+        if self._stores_graphs_as_got():
+            stored = self.indices()
+            batch = collate_stored(self._data, self.slices, [stored[i] for i in ids])
+            if batch is not None:
+                return batch
+        return collate_graphs([self[i] for i in ids])
+
+    def _stores_graphs_as_got(self) -> bool:
+        """Whether :meth:`get` returns a stored graph unchanged (subclasses that add to it say no)."""
+        return self.transform is None and self.slices is not None
 
     # ---------------------------------------------------------- for subclasses
     def read_samples(self, split: str) -> List[Sample]:
@@ -400,6 +425,9 @@ class RegionFeatureDataset(GraphDataset):
             return r
         self.skip_or_raise(sample_id, type(r)(f"{what}: {r}"))
         return None
+
+    def _stores_graphs_as_got(self) -> bool:
+        return not self.lazy_features and super()._stores_graphs_as_got()
 
     def get(self, idx: int) -> HeteroData:
         data = super().get(idx)

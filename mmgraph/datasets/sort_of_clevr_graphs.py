@@ -199,6 +199,9 @@ class SortOfClevr(GraphDataset):
         torch.save(self._split_images[self.split], tmp)
         os.replace(tmp, path)
 
+    def _stores_graphs_as_got(self) -> bool:
+        return False  # get() attaches the image
+
     def get(self, idx: int) -> HeteroData:
         data = super().get(idx)
         i = int(data.image_index)

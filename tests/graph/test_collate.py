@@ -5,7 +5,7 @@ from torch_geometric.loader import DataLoader
 
 from mmgraph.datasets.synthetic_graphs import SyntheticRetrieval, SyntheticVQA
 from mmgraph.graph import GraphBuilder
-from mmgraph.graph.collate import GraphLoader, collate_graphs
+from mmgraph.graph.collate import GraphLoader, collate_graphs, collate_stored
 
 GENERATE = dict(num_images=6, questions_per_image=3, captions_per_image=2, seed=3, image_size=24)
 
@@ -87,12 +87,56 @@ def test_other_graphs_go_to_pyg_and_empty_lists_fail(datasets):
         collate_graphs([])
 
 
-def test_graph_loader_gives_pyg_loader_batches(datasets):
-    ds = datasets["retrieval"]
+@pytest.mark.parametrize("name", ["scene_graph", "retrieval", "pixels"])
+def test_graph_loader_gives_pyg_loader_batches(datasets, name):
+    ds = datasets[name]
     fast = list(GraphLoader(ds, batch_size=5))
     slow = list(DataLoader(ds, batch_size=5))
     assert len(fast) == len(slow)
     for f, s in zip(fast, slow):
         _assert_same_batch(f, s)
+    # Shuffled, from a subset of the data set: the same order from the same generator.
+    part = ds[torch.arange(1, len(ds), 2)]
+    fast = list(GraphLoader(part, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(5)))
+    slow = list(DataLoader(part, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(5)))
+    for f, s in zip(fast, slow):
+        _assert_same_batch(f, s)
     with pytest.raises(TypeError, match="collate_fn"):
         GraphLoader(ds, collate_fn=list)
+
+
+@pytest.mark.parametrize("name", ["scene_graph", "pixels"])
+def test_batches_gathered_from_storage_equal_graph_by_graph(datasets, name):
+    ds = datasets[name]
+    for ids in ([4, 0, 0, 9, len(ds) - 1], [2], list(range(len(ds)))):
+        fast = collate_stored(ds._data, ds.slices, ids)
+        assert fast is not None
+        _assert_same_batch(fast, Batch.from_data_list([ds[i] for i in ids]))
+        _assert_same_batch(ds.get_batch(ids), fast)
+        # ...and splits back into the stored graphs.
+        last = len(ids) - 1
+        _assert_same_batch(collate_graphs([fast.get_example(last)]), collate_graphs([ds[ids[last]]]))
+    with pytest.raises(IndexError, match="out of range"):
+        ds.get_batch([0, len(ds)])
+
+
+def test_get_batch_falls_back_graph_by_graph(datasets):
+    # Lists of tensors (the retrieval negatives) are not gathered from storage...
+    ds = datasets["retrieval"]
+    assert collate_stored(ds._data, ds.slices, [0, 1]) is None
+    _assert_same_batch(ds.get_batch([3, 1]), Batch.from_data_list([ds[3], ds[1]]))
+    # ...nor graphs a transform changes.
+    scene = datasets["scene_graph"]
+
+    def mark(data):
+        data = data.clone()
+        data.y = data.y + 100
+        return data
+
+    scene.transform = mark
+    try:
+        batch = scene.get_batch([0, 2])
+        assert batch.y.min() >= 100
+        _assert_same_batch(batch, Batch.from_data_list([scene[0], scene[2]]))
+    finally:
+        scene.transform = None
