@@ -13,7 +13,14 @@ from mmgraph.datasets.synthetic_graphs import SyntheticVQA
 from mmgraph.errors import ConfigError, InputError
 from mmgraph.graph import GraphBuilder
 from mmgraph.train.distributed import barrier, cleanup
-from mmgraph.train.trainer import EpochSampler, TrainConfig, Trainer, lr_lambda, plot_history
+from mmgraph.train.trainer import (
+    EpochSampler,
+    TrainConfig,
+    Trainer,
+    _can_fuse_adamw,
+    lr_lambda,
+    plot_history,
+)
 from mmgraph.typing import REGION, TOKEN
 
 
@@ -78,6 +85,18 @@ def test_loss_falls_and_logs(data, tmp_path):
     assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run" / "best.pt").exists()
     fig = plot_history(tmp_path / "run" / "metrics.jsonl")
     assert len(fig.axes) == 2 and fig.axes[1].get_legend() is not None
+
+
+def test_cpu_parameters_get_the_fused_adamw_and_lazy_ones_the_loop(data):
+    train, _ = data
+    trainer = Trainer(make_model(train), train, None, TrainConfig(epochs=1, batch_size=8))
+    assert trainer.optimizer.defaults["fused"] is True
+    before = params(trainer.model)
+    trainer.fit()
+    assert not torch.equal(params(trainer.model), before)
+    lazy = torch.nn.Sequential(torch.nn.LazyLinear(4))
+    assert not _can_fuse_adamw(lazy, torch.device("cpu"))
+    assert not _can_fuse_adamw(torch.nn.Module(), torch.device("cpu"))  # no parameters at all
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(data, tmp_path):
