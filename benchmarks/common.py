@@ -110,13 +110,17 @@ def write_results(
         f"Machine: {payload['machine']['processor']}, {payload['machine']['cpu_count']} CPUs, "
         f"torch {payload['machine']['torch']} with {payload['machine']['torch_threads']} thread(s).",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
+        markdown_table(header, rows),
     ]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines))
     return payload
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A markdown table, numbers formatted as in every results file; ends with a newline."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(v: object) -> str:

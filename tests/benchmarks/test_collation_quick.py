@@ -15,5 +15,14 @@ def test_quick_run_writes_well_formed_results(tmp_path):
             entry["collate_graphs"]["per_second_mean"] > 0
             and entry["pyg_from_data_list"]["per_second_mean"] > 0
         )
+    loading = payload["loading"]
+    assert [(e["graphs"], e["batch_size"]) for e in loading] == [
+        (e["graphs"], e["batch_size"]) for e in results
+    ]
+    for entry in loading:
+        assert entry["equal_batches"] is True
+        assert set(entry["ms_per_batch"]) == {"pyg_first_epoch", "pyg_later_epochs", "get_batch"}
+        assert all(ms > 0 for ms in entry["ms_per_batch"].values())
     table = (tmp_path / "collation.md").read_text()
     assert table.startswith("# collation") and "| questions, scene graphs | 64 |" in table
+    assert "## From indices to a batch" in table and table.count("| captions + negatives (retrieval) | 64 |") == 2
