@@ -84,6 +84,16 @@ def _fast_path_ok(data_list: Sequence[Any]) -> bool:
     return True
 
 
+def _increment_edges(edge_index: Tensor, key: Any, node_counts: Dict[Any, Tensor], sizes: Tensor):
+    """Adds each graph's node offsets (source, target) to its edges; returns them and PyG's increments."""
+    src, _, dst = key
+    incs = _cumsum(torch.stack([node_counts[src], node_counts[dst]], dim=1)[:-1]).unsqueeze(-1)
+    if sizes.numel() > 1:
+        per_edge = incs.squeeze(-1).repeat_interleave(sizes, dim=0).t()  # [2, E]
+        edge_index = edge_index + per_edge.to(edge_index.dtype)
+    return edge_index, incs
+
+
 def collate_graphs(data_list: Sequence[Any]) -> Batch:
     """``Batch.from_data_list(data_list)``, faster for many small graphs of one schema.
 
@@ -139,13 +149,7 @@ def collate_graphs(data_list: Sequence[Any]) -> Batch:
                 slices = _cumsum(sizes)
                 value = torch.cat(values, dim=cat_dim)
                 if is_index:
-                    src, _, dst = key
-                    incs = _cumsum(torch.stack([node_counts[src], node_counts[dst]], dim=1)[:-1]).unsqueeze(
-                        -1
-                    )
-                    if num_graphs > 1:
-                        per_edge = incs.squeeze(-1).repeat_interleave(sizes, dim=0).t()  # [2, E]
-                        value = value + per_edge.to(value.dtype)
+                    value, incs = _increment_edges(value, key, node_counts, sizes)
                 else:
                     incs = torch.zeros(num_graphs, dtype=torch.long)
             elif isinstance(elem, (int, float)):
@@ -265,13 +269,7 @@ def collate_stored(data: HeteroData, slices: Dict[Any, Any], indices: Sequence[i
                 rows = _gather_rows(starts, sizes)
                 gathered = value.index_select(cat_dim % value.dim(), rows)
                 if is_index:
-                    src, _, dst = key
-                    incs = _cumsum(torch.stack([node_counts[src], node_counts[dst]], dim=1)[:-1]).unsqueeze(
-                        -1
-                    )
-                    if num_graphs > 1:
-                        per_edge = incs.squeeze(-1).repeat_interleave(sizes, dim=0).t()  # [2, E]
-                        gathered = gathered + per_edge.to(gathered.dtype)
+                    gathered, incs = _increment_edges(gathered, key, node_counts, sizes)
                 else:
                     incs = torch.zeros(num_graphs, dtype=torch.long)
                 out_store[attr] = gathered
