@@ -25,4 +25,7 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         assert all(ms > 0 for ms in entry["ms_per_batch"].values())
     table = (tmp_path / "collation.md").read_text()
     assert table.startswith("# collation") and "| questions, scene graphs | 64 |" in table
-    assert "## From indices to a batch" in table and table.count("| captions + negatives (retrieval) | 64 |") == 2
+    assert (
+        "## From indices to a batch" in table
+        and table.count("| captions + negatives (retrieval) | 64 |") == 2
+    )
