@@ -38,8 +38,9 @@ more than attention itself, makes the baseline's memory quadratic).
 
 Where the time goes, for 36 and 400 regions at batch 8: graph
 building per sample (``GraphBuilder.build_many``; for the baseline without
-region edges, which it does not read), data loading (the
-``torch_geometric.loader.DataLoader`` collate of prebuilt graphs), and the
+region edges, which it does not read), data loading (the package's
+``GraphLoader`` over the prebuilt graphs: ``collate_graphs``, what the
+Trainer does with graphs from a list or a ``transform``), and the
 model's forward (with the loss), backward and optimiser step, each in ms per
 sample and as a share of their sum, the cost of one training sample when the
 graphs are built on the fly (a data set ``transform``; with
@@ -80,10 +81,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import benchmark_parser, peak_memory, rate, write_results  # noqa: E402
 from graph_construction import random_boxes, sentences  # noqa: E402
 from torch_geometric.data import Batch, HeteroData  # noqa: E402
-from torch_geometric.loader import DataLoader  # noqa: E402
 
 from mmgraph.errors import MissingDependencyError  # noqa: E402
-from mmgraph.graph import GraphBuilder, Sample, SpacyParser, Vocabulary, regions_from_detections  # noqa: E402
+from mmgraph.graph import GraphBuilder, GraphLoader, Sample, SpacyParser, Vocabulary, regions_from_detections  # noqa: E402
 from mmgraph.models import create_model  # noqa: E402
 from mmgraph.typing import DEP_EDGE, IMPLICIT_EDGE, SPATIAL_EDGE  # noqa: E402
 
@@ -339,8 +339,8 @@ def phase_times(
 
 
 def load_all(graphs: Sequence[HeteroData], batch_size: int) -> List[Batch]:
-    """One epoch of the PyG loader over prebuilt graphs (in the main process, as the timing wants)."""
-    return list(DataLoader(graphs, batch_size=batch_size))
+    """One epoch of the package's loader over prebuilt graphs (in the main process, as the timing wants)."""
+    return list(GraphLoader(graphs, batch_size=batch_size))
 
 
 def per_sample_ms(fn: Callable[[], object], items: int, s: Settings) -> float:
