@@ -52,7 +52,7 @@ and in paired trials of two variants we did not keep, 76.4% against 67.4%
 channel and this order are the encoder's defaults. On scene graphs ours
 passes messages over the spatial graph and the dependency parse only, not
 over the scene graph's relations (semantic edges), which restate the spatial
-ones: in paired 180 s trials it then made 17-20% more steps and scored 80.2%
+ones: in 180 s trials it then made 17-20% more steps and scored 80.2%
 and 77.9%, against 77.4% and 78.9% with both region edge types (the spread
 between identical runs is about 1.5 points); without the parse it fell to
 73.4%. Pixel
