@@ -173,12 +173,14 @@ def main(argv=None):
         "loading": loading,
         "wall_seconds": time.perf_counter() - t0,
     }
-    write_results("collation", payload, header, rows, args.out)
-    _append_table(
-        args.out / "collation.md",
-        "From indices to a batch (data set to loader)",
-        loading_header,
-        loading_rows,
+    loading_table = markdown_table(loading_header, loading_rows)
+    write_results(
+        "collation",
+        payload,
+        header,
+        rows,
+        args.out,
+        tail=f"\n## From indices to a batch (data set to loader)\n\n{loading_table}",
     )
     return 0 if all(e["equal_batches"] for e in results + loading) else 1
 
@@ -209,12 +211,6 @@ def _loading(name: str, ds, size: int, min_time: float):
         flush=True,
     )
     return out
-
-
-def _append_table(path: Path, title: str, header, rows) -> None:
-    """A second table under the one ``write_results`` wrote."""
-    with open(path, "a") as f:
-        f.write(f"\n## {title}\n\n{markdown_table(header, rows)}")
 
 
 if __name__ == "__main__":

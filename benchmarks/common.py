@@ -96,8 +96,10 @@ def write_results(
     header: Sequence[str],
     rows: Sequence[Sequence[object]],
     out: Path = RESULTS,
+    tail: str = "",
 ):
-    """Writes ``<out>/<name>.json`` (everything) and ``<out>/<name>.md`` (a table)."""
+    """Writes ``<out>/<name>.json`` (everything) and ``<out>/<name>.md`` (a table, then ``tail``: more tables
+    or notes, in markdown)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "command": command_line(), "machine": machine(), **payload}
@@ -112,7 +114,7 @@ def write_results(
         "",
         markdown_table(header, rows),
     ]
-    (out / f"{name}.md").write_text("\n".join(lines))
+    (out / f"{name}.md").write_text("\n".join(lines) + tail)
     return payload
 
 

@@ -474,11 +474,11 @@ def main(argv=None):
         "targets": summary,
         "seconds": time.perf_counter() - start,
     }  # fmt: skip
-    write_results("layers", payload, header, rows, out=args.out)
-    table = Path(args.out) / "layers.md"
     floor = region_agreement[-1]["projection_floor_mib"]
-    table.write_text(table.read_text() + _note(summary, hidden, max(regions), floor))
-    print(table.read_text())
+    write_results(
+        "layers", payload, header, rows, out=args.out, tail=_note(summary, hidden, max(regions), floor)
+    )
+    print((Path(args.out) / "layers.md").read_text())
 
 
 def _note(summary: Dict[str, object], hidden: int, regions: int, floor_mib: float) -> str:

@@ -541,10 +541,15 @@ def main(argv=None):
         "summary": headline,
         "seconds": time.perf_counter() - start,
     }  # fmt: skip
-    write_results("scaling", payload, header, rows, out=args.out)
-    table = Path(args.out) / "scaling.md"
-    table.write_text(table.read_text() + _breakdown_table(parts, parsing) + _note(headline, s))
-    print(table.read_text())
+    write_results(
+        "scaling",
+        payload,
+        header,
+        rows,
+        out=args.out,
+        tail=_breakdown_table(parts, parsing) + _note(headline, s),
+    )
+    print((Path(args.out) / "scaling.md").read_text())
     return 0
 
 
