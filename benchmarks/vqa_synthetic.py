@@ -85,7 +85,7 @@ from typing import Dict, List, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results  # noqa: E402
+from common import markdown_table, write_results  # noqa: E402
 from training import Entry, budget_parser, run_entries  # noqa: E402
 
 from mmgraph.datasets.synthetic_language import FAMILIES  # noqa: E402
@@ -229,31 +229,25 @@ def main(argv=None) -> Dict[str, object]:
             + [_pct(test.get(f"accuracy/{f}")) for f in families]
         )
     summary = summarise(results, args.modes)
-    payload = write_results(
-        "vqa_synthetic",
-        {
-            "quick": args.quick,
-            "settings": {
-                "images": sizes.images,
-                "questions_per_image": sizes.questions_per_image,
-                "budget_seconds": budget,
-                "hidden": sizes.hidden,
-                "grid": sizes.grid,
-                "modes": list(args.modes),
-                "jobs": args.jobs,
-                "threads": args.threads,
-                "seed": args.seed,
-                "data": str(data),
-            },
-            "targets": TARGETS,
-            "results": results,
-            "summary": summary,
-            "wall_seconds": wall,
+    payload = {
+        "quick": args.quick,
+        "settings": {
+            "images": sizes.images,
+            "questions_per_image": sizes.questions_per_image,
+            "budget_seconds": budget,
+            "hidden": sizes.hidden,
+            "grid": sizes.grid,
+            "modes": list(args.modes),
+            "jobs": args.jobs,
+            "threads": args.threads,
+            "seed": args.seed,
+            "data": str(data),
         },
-        header,
-        rows,
-        out=args.out,
-    )
+        "targets": TARGETS,
+        "results": results,
+        "summary": summary,
+        "wall_seconds": wall,
+    }
     lines = [
         "",
         f"Every model trained for {budget:g} s of CPU time ({args.jobs} at once, {args.threads} thread(s) "
@@ -274,9 +268,32 @@ def main(argv=None) -> Dict[str, object]:
             f"{'yes' if s['ahead_of_every_baseline'] else 'no'} | {'met' if met['accuracy'] else 'not met'} | "
             f"{'met' if met['accuracy/two_hop'] else 'not met'} |"
         )
-    with open(Path(args.out) / "vqa_synthetic.md", "a") as f:
-        f.write("\n".join(lines) + "\n")
+    payload = write_results(
+        "vqa_synthetic",
+        payload,
+        header,
+        rows,
+        out=args.out,
+        tail="\n".join(lines) + "\n" + template_table(results),
+    )
     return payload
+
+
+def template_table(results: List[Dict]) -> str:
+    """Accuracy per question template (rows) of each model that saw scene graphs, and of the blind one
+    (columns): the families average over templates that the models find very unequally hard."""
+    ok = [r for r in results if "error" not in r and r["group"] in (MODES["scene_graph"], "blind")]
+    if not ok or not any(k.startswith("accuracy/template/") for k in ok[0]["test"]):
+        return ""
+    rows = []
+    for family, templates in FAMILIES.items():
+        for template in templates:
+            cells = [_pct(r["test"].get(f"accuracy/template/{template}")) for r in ok]
+            if any(c != "-" for c in cells):
+                rows.append([family, template] + cells)
+    return "\n## Accuracy per question template (scene graphs), %\n\n" + markdown_table(
+        ["family", "template"] + [r["model"] for r in ok], rows
+    )
 
 
 if __name__ == "__main__":

@@ -32,15 +32,23 @@ def predict_vqa(model: nn.Module, loader: Iterable, device: torch.device) -> Tup
 
 
 @torch.no_grad()
-def evaluate_vqa(model: nn.Module, loader: Iterable, device: torch.device) -> Dict[str, float]:
+def evaluate_vqa(
+    model: nn.Module, loader: Iterable, device: torch.device, templates: bool = False
+) -> Dict[str, float]:
     """Accuracy overall and per question family (``accuracy/<family>``).
 
     With answer ids as targets (``y`` long), a prediction is right when it is
     the target; with soft VQA scores (``y`` float ``[B, A]``), the accuracy is
     the score of the predicted answer: the official VQA accuracy, since the
     soft scores are computed as the metric computes them.
+
+    With ``templates=True``, graphs that carry a ``template`` (the synthetic
+    benchmark's question templates, e.g. ``closest_query_color``) also get
+    ``accuracy/template/<template>``: the families average over templates of
+    very different difficulty, and this says which ones a model fails.
     """
     meter = AccuracyMeter()
+    template_meter = AccuracyMeter()
     soft_total, soft_count = 0.0, 0
     for batch in loader:
         batch = batch.to(device)
@@ -52,14 +60,19 @@ def evaluate_vqa(model: nn.Module, loader: Iterable, device: torch.device) -> Di
             soft_count += pred.numel()
         else:
             families = batch.get("family")
-            meter.update(
-                pred.cpu(), y.view(-1).cpu(), families=list(families) if families is not None else None
-            )
+            pred, y = pred.cpu(), y.view(-1).cpu()
+            meter.update(pred, y, families=_as_list(families) if families is not None else None)
+            names = batch.get("template") if templates else None
+            if names is not None:
+                template_meter.update(pred, y, families=_as_list(names))
     if soft_count:
         return {"accuracy": soft_total / soft_count}
     result = meter.compute()
     out = {"accuracy": float(result["overall"])}
     out.update({f"accuracy/{k}": float(v) for k, v in result.items() if k != "overall"})
+    if len(template_meter):
+        per_template = template_meter.compute()
+        out.update({f"accuracy/template/{k}": float(v) for k, v in per_template.items() if k != "overall"})
     return out
 
 
@@ -183,6 +196,8 @@ def _hard_negative_metrics(
 def _as_list(value) -> List[Any]:
     if value is None:
         return []
+    if isinstance(value, str):  # one graph's attribute, not a batch's list
+        return [value]
     if isinstance(value, Tensor):
         return value.view(-1).tolist()
     return list(value)

@@ -1,5 +1,6 @@
 import pytest
 
+from mmgraph.datasets.synthetic_language import TEMPLATE_FAMILY
 from tests.benchmarks import check_budget_results, run_quick
 
 pytest.importorskip("spacy")
@@ -36,6 +37,12 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         # The overall accuracy is a question-weighted mean of the families'.
         family = [test[f"accuracy/{f}"] for f in present]
         assert min(family) - 1e-9 <= test["accuracy"] <= max(family) + 1e-9
+        # Every question has a template of a family it was scored in; templates score like families.
+        templates = {
+            k[len("accuracy/template/") :]: v for k, v in test.items() if k.startswith("accuracy/template/")
+        }
+        assert templates and all(0.0 <= v <= 1.0 for v in templates.values())
+        assert {TEMPLATE_FAMILY[t] for t in templates} == set(present)
     # Pixel models read the image through a CNN: they have more parameters than their scene-graph twins.
     params = {(r["model"], r["group"]): r["parameters"] for r in results}
     assert params[("graph_vqa", "pixels")] > params[("graph_vqa", "scene graphs")]
@@ -55,3 +62,6 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     assert table.startswith("# vqa_synthetic")
     assert "| graph_vqa | scene graphs |" in table and "| cnn_mlp | pixels |" in table
     assert "## Targets (issue 6)" in table and "| pixels |" in table.split("## Targets")[1]
+    per_template = table.split("## Accuracy per question template")[1]
+    assert "| family | template | question_only | graph_vqa | single_stream_vqa |" in per_template
+    assert "cnn_mlp" not in per_template  # scene-graph models and the blind one only
