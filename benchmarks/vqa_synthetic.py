@@ -63,8 +63,10 @@ cells: about 4,000 edges a question).
 Every model trains for ``--budget`` seconds of training time
 (``benchmarks/training.py``: the learning-rate schedule runs on the share
 of the budget spent, so it spans the budget) and its final weights are scored on the test split:
-accuracy overall and per family, parameters, training samples per second,
-inference milliseconds per sample and the peak memory of a training step.
+accuracy overall, per family and per question template (the last table: the
+families average over templates of very unequal difficulty), parameters,
+training samples per second, inference milliseconds per sample and the peak
+memory of a training step.
 Targets for ``graph_vqa`` (issue 6): 95% overall and 90% on two-hop
 questions, ahead of every baseline; the table says whether they were met.
 
