@@ -39,7 +39,6 @@ import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -62,7 +61,7 @@ from mmgraph.train.experiment import (  # noqa: E402
     task_of,
 )
 from mmgraph.train.seed import seed_everything  # noqa: E402
-from mmgraph.train.tasks import RetrievalLoss, evaluate_vqa  # noqa: E402
+from mmgraph.train.tasks import RetrievalLoss  # noqa: E402
 from mmgraph.train.trainer import lr_lambda  # noqa: E402
 
 
@@ -189,10 +188,9 @@ def run_entry(entry: Entry, budget: float, seed: int = 0, curve: bool = False):
     # 2. Score the final weights on the test split (VQA: also per question template, where graphs have one).
     model = trainer.model.eval()
     loader = GraphLoader(test_set, batch_size=64)
-    evaluate = partial(evaluate_vqa, templates=True) if task == "vqa" else evaluator_for(task, builder)
     t0 = time.perf_counter()
     with torch.no_grad():
-        metrics = evaluate(model, loader, trainer.device)
+        metrics = evaluator_for(task, builder, templates=True)(model, loader, trainer.device)
     infer = time.perf_counter() - t0
 
     # 3. Peak memory of one training step, parameters.

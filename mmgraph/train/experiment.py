@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple
 
@@ -165,8 +166,12 @@ def build_model(cfg: RunConfig, train_set) -> Tuple[nn.Module, Dict[str, Any]]:
     return create_model(cfg.model.name, **kwargs), kwargs
 
 
-def evaluator_for(task: str, builder: GraphBuilder):
-    return evaluate_vqa if task == "vqa" else RetrievalEvaluator(builder)
+def evaluator_for(task: str, builder: GraphBuilder, templates: bool = False):
+    """The task's ``(model, loader, device) -> metrics``; ``templates``: VQA scores also per question
+    template (:func:`~mmgraph.train.tasks.evaluate_vqa`)."""
+    if task == "vqa":
+        return partial(evaluate_vqa, templates=True) if templates else evaluate_vqa
+    return RetrievalEvaluator(builder)
 
 
 @dataclass
