@@ -1,5 +1,6 @@
 """Heads: fused vectors -> answers (VQA) and match scores (retrieval), with their losses."""
 
+from mmgraph.heads.alignment import alignment_loss
 from mmgraph.heads.retrieval import (
     ITMHead,
     LearnableTemperature,
@@ -23,4 +24,5 @@ __all__ = [
     "ITMHead",
     "itm_loss",
     "hard_negative_ranking_loss",
+    "alignment_loss",
 ]

@@ -9,6 +9,7 @@ PyTorch / PyG model.
 
 from mmgraph.nn.cross_attention import CrossModalAttention, complete_edge_index
 from mmgraph.nn.fusion import FeedForward, FusionBlock, edge_type_key
+from mmgraph.nn.pointer import PointerAttention
 from mmgraph.nn.pooling import AttentionPooling, GlobalNodePooling
 from mmgraph.nn.relation_gat import RelationGATConv
 from mmgraph.nn.scatter import num_graphs, scatter_max, scatter_mean, scatter_softmax, scatter_sum
@@ -18,6 +19,7 @@ __all__ = [
     "RelationGATConv",
     "CrossModalAttention",
     "complete_edge_index",
+    "PointerAttention",
     "FusionBlock",
     "FeedForward",
     "edge_type_key",

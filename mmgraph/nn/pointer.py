@@ -1,0 +1,188 @@
+"""Pointer attention: each source node's softmax over the target nodes of its graph, sent to them."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.utils import to_dense_batch
+
+from mmgraph.errors import InputError
+from mmgraph.nn.cross_attention import complete_edge_index
+from mmgraph.nn.scatter import edge_dot, edge_weighted_sum, scatter_softmax
+from mmgraph.nn.scatter import num_graphs as count_graphs
+from mmgraph.typing import OptTensor
+
+__all__ = ["PointerAttention"]
+
+
+class PointerAttention(nn.Module):
+    r"""Multi-head attention whose softmax runs over the *targets* of each
+    source node: every source (e.g. a token) distributes itself over the
+    target nodes (e.g. the regions) of its graph, and each target receives
+    the values of the sources that point at it:
+
+    .. math::
+        \alpha_{ij}^{h} = \operatorname{softmax}_{j \in \mathcal{N}(i)}
+            \frac{(\mathbf{W}_Q^{h}\mathbf{x}_i)^\top \mathbf{W}_K^{h}\mathbf{x}_j}{\sqrt{d}},
+        \qquad
+        \mathbf{x}_j^{\prime} = \mathbf{W}_O \big\Vert_{h=1}^{H}
+            \sum_{i : j \in \mathcal{N}(i)} \alpha_{ij}^{h}\,\mathbf{W}_V^{h}\mathbf{x}_i
+
+    for source :math:`i`, its targets :math:`\mathcal{N}(i)` and
+    :math:`d` = ``embed_dim // num_heads``.
+
+    :class:`~mmgraph.nn.CrossModalAttention` normalises over the sources of
+    each target: a region reads a mixture of the words. Here a word picks
+    the regions it names (a distribution per word, as in word-region
+    alignment, e.g. SCAN, `Lee et al. 2018 <https://arxiv.org/abs/1803.08024>`_),
+    and those regions receive the word: "the small green cone" marks the
+    cone's node before the regions pass messages. The weights
+    :math:`\alpha_{i\cdot}` are a per-source distribution that an alignment
+    loss can supervise (:func:`mmgraph.heads.alignment_loss`).
+
+    Two paths compute it, and agree to float precision: **dense** (padded
+    per-graph blocks; complete edges or ``edge_index=None``) and **sparse**
+    (per-edge logits, a softmax grouped by source, a weighted scatter into
+    the targets; any edges).
+
+    Args:
+        embed_dim (int): Size of source and target features and of the output.
+        num_heads (int): Number of heads; must divide ``embed_dim``.
+        dropout (float, optional): Dropout on the attention weights that carry
+            the values (the returned weights are undropped). (default: :obj:`0.0`)
+        bias (bool, optional): Biases in the projections. (default: :obj:`True`)
+
+    Shapes:
+        - **input:** ``x_src`` :math:`(|\mathcal{V}_s|, F)`, ``x_dst``
+          :math:`(|\mathcal{V}_t|, F)`, ``edge_index`` :math:`(2, |\mathcal{E}|)`
+          (source, target) or ``None`` (complete within each graph),
+          ``batch_src`` :math:`(|\mathcal{V}_s|)`, ``batch_dst``
+          :math:`(|\mathcal{V}_t|)` *(optional, sorted)*
+        - **output:** :math:`(|\mathcal{V}_t|, F)`; with
+          ``return_attention_weights=True`` also ``(edge_index, alpha)`` of
+          sizes :math:`(2, |\mathcal{E}|)` and :math:`(|\mathcal{E}|, H)`,
+          ``alpha`` summing to 1 over each source's edges (for
+          ``edge_index=None`` the complete edges, grouped by source).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if embed_dim % num_heads != 0:
+            raise InputError(
+                f"PointerAttention: embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
+                "pick a head count that divides it."
+            )
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in (self.q_proj, self.k_proj, self.v_proj):
+            nn.init.xavier_uniform_(lin.weight)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
+        self.out_proj.reset_parameters()
+        if self.out_proj.bias is not None:
+            nn.init.zeros_(self.out_proj.bias)
+
+    def forward(
+        self,
+        x_src: Tensor,
+        x_dst: Tensor,
+        edge_index: OptTensor = None,
+        batch_src: OptTensor = None,
+        batch_dst: OptTensor = None,
+        return_attention_weights: bool = False,
+        num_graphs: Optional[int] = None,
+    ) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
+        r"""Runs the layer.
+
+        Args:
+            x_src (torch.Tensor): Source features (queries and values) ``[N_src, embed_dim]``.
+            x_dst (torch.Tensor): Target features (keys) ``[N_dst, embed_dim]``.
+            edge_index (torch.Tensor, optional): Edges ``[2, E]`` (source,
+                target); ``None`` means complete edges within each graph
+                (the dense path). (default: :obj:`None`)
+            batch_src (torch.Tensor, optional): Graph id of every source node,
+                sorted; all ``0`` when ``None``. (default: :obj:`None`)
+            batch_dst (torch.Tensor, optional): Graph id of every target node,
+                sorted. (default: :obj:`None`)
+            return_attention_weights (bool, optional): Also return
+                ``(edge_index, alpha)``. (default: :obj:`False`)
+            num_graphs (int, optional): Number of graphs; read from the batch
+                vectors when ``None``. (default: :obj:`None`)
+        """
+        if x_src.size(-1) != self.embed_dim or x_dst.size(-1) != self.embed_dim:
+            raise InputError(
+                f"PointerAttention: expected source and target features of size {self.embed_dim}, got "
+                f"{x_src.size(-1)} and {x_dst.size(-1)}; project them to embed_dim first."
+            )
+        if num_graphs is None:
+            num_graphs = count_graphs(batch_src, batch_dst)
+        if batch_src is None:
+            batch_src = x_src.new_zeros(x_src.size(0), dtype=torch.long)
+        if batch_dst is None:
+            batch_dst = x_dst.new_zeros(x_dst.size(0), dtype=torch.long)
+        q = self.q_proj(x_src)  # [N_src, E]
+        k = self.k_proj(x_dst)  # [N_dst, E]
+        v = self.v_proj(x_src)  # [N_src, E]
+        if edge_index is None:
+            out, alpha = self._dense(q, k, v, batch_src, batch_dst, num_graphs, return_attention_weights)
+            if return_attention_weights:
+                # complete_edge_index groups by its targets: pass the sources there, then flip.
+                edge_index = complete_edge_index(batch_dst, batch_src, num_graphs).flip(0)
+        else:
+            out, alpha = self._sparse(q, k, v, edge_index, x_dst.size(0))
+        out = self.out_proj(out)
+        if return_attention_weights:
+            return out, (edge_index, alpha)
+        return out
+
+    def _sparse(self, q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor, num_dst: int):
+        H, D = self.num_heads, self.head_dim
+        src, dst = edge_index[0], edge_index[1]
+        q, k, v = q.view(-1, H, D), k.view(-1, H, D), v.view(-1, H, D)
+        logit = edge_dot(q, k, src, dst) / math.sqrt(D)  # [E, H]
+        alpha = scatter_softmax(logit, src, q.size(0))  # normalised over each source's targets
+        weight = F.dropout(alpha, p=self.dropout, training=self.training)
+        out = edge_weighted_sum(weight, v, src, dst, num_dst)  # [N_dst, H, D]
+        return out.reshape(-1, H * D), alpha
+
+    def _dense(self, q, k, v, batch_src, batch_dst, num_graphs: int, weights: bool):
+        H, D = self.num_heads, self.head_dim
+        if q.size(0) == 0 or k.size(0) == 0:
+            alpha = q.new_zeros(0, H)
+            return q.new_zeros(k.size(0), H * D), alpha
+        q_pad, src_mask = to_dense_batch(q, batch_src, batch_size=num_graphs)  # [G, S, E], [G, S]
+        v_pad, _ = to_dense_batch(v, batch_src, batch_size=num_graphs)  # [G, S, E]
+        k_pad, dst_mask = to_dense_batch(k, batch_dst, batch_size=num_graphs)  # [G, T, E], [G, T]
+        G, S, T = q_pad.size(0), q_pad.size(1), k_pad.size(1)
+        q_pad = q_pad.view(G, S, H, D).transpose(1, 2)  # [G, H, S, D]
+        v_pad = v_pad.view(G, S, H, D).transpose(1, 2)  # [G, H, S, D]
+        k_pad = k_pad.view(G, T, H, D).transpose(1, 2)  # [G, H, T, D]
+        logit = q_pad @ k_pad.transpose(-1, -2) / math.sqrt(D)  # [G, H, S, T]
+        logit = logit.masked_fill(~dst_mask.view(G, 1, 1, T), float("-inf"))
+        # A graph without targets: its sources' rows are all -inf; make them 0, not NaN.
+        alpha = torch.softmax(logit, dim=-1).nan_to_num(0.0)
+        # Padded sources send nothing.
+        alpha = alpha * src_mask.view(G, 1, S, 1)
+        weight = F.dropout(alpha, p=self.dropout, training=self.training)
+        out = weight.transpose(-1, -2) @ v_pad  # [G, H, T, D]
+        out = out.transpose(1, 2).reshape(G, T, H * D)[dst_mask]  # [N_dst, E]
+        if not weights:
+            return out, None
+        pair_mask = src_mask.view(G, S, 1) & dst_mask.view(G, 1, T)  # [G, S, T]
+        return out, alpha.permute(0, 2, 3, 1)[pair_mask]  # [E, H], grouped by source
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.embed_dim}, num_heads={self.num_heads})"

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from mmgraph.errors import InputError
+from mmgraph.nn import PointerAttention, complete_edge_index, scatter_sum
+
+
+def _graphs(sizes_src=(3, 5, 2), sizes_dst=(4, 1, 3), dim=16):
+    batch_src = torch.repeat_interleave(torch.arange(len(sizes_src)), torch.tensor(sizes_src))
+    batch_dst = torch.repeat_interleave(torch.arange(len(sizes_dst)), torch.tensor(sizes_dst))
+    return torch.randn(len(batch_src), dim), torch.randn(len(batch_dst), dim), batch_src, batch_dst
+
+
+def _complete(batch_src, batch_dst):
+    return complete_edge_index(batch_dst, batch_src).flip(0)  # (source, target), grouped by source
+
+
+def test_dense_and_sparse_paths_agree_and_weights_sum_to_one_per_source():
+    x_src, x_dst, batch_src, batch_dst = _graphs()
+    layer = PointerAttention(16, 4)
+    out_dense, (edges_dense, alpha_dense) = layer(
+        x_src, x_dst, None, batch_src, batch_dst, return_attention_weights=True
+    )
+    edge_index = _complete(batch_src, batch_dst)
+    out_sparse, (edges_sparse, alpha_sparse) = layer(
+        x_src, x_dst, edge_index, batch_src, batch_dst, return_attention_weights=True
+    )
+    assert out_dense.shape == (x_dst.size(0), 16)
+    assert torch.equal(edges_dense, edge_index) and torch.equal(edges_sparse, edge_index)
+    torch.testing.assert_close(out_dense, out_sparse)
+    torch.testing.assert_close(alpha_dense, alpha_sparse)
+    totals = scatter_sum(alpha_dense, edge_index[0], x_src.size(0))
+    torch.testing.assert_close(totals, torch.ones(x_src.size(0), 4))
+    # Without weights the dense path gives the same output.
+    torch.testing.assert_close(layer(x_src, x_dst, None, batch_src, batch_dst), out_dense)
+
+
+def test_targets_receive_the_values_of_the_sources_that_point_at_them():
+    # One source, two targets: the source's value is split between them by its softmax.
+    layer = PointerAttention(4, 1, bias=False)
+    with torch.no_grad():
+        for lin in (layer.q_proj, layer.k_proj, layer.v_proj, layer.out_proj):
+            lin.weight.copy_(torch.eye(4))
+    x_src = torch.tensor([[2.0, 0.0, 0.0, 0.0]])
+    x_dst = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    out, (_, alpha) = layer(x_src, x_dst, return_attention_weights=True)
+    expected = torch.softmax(torch.tensor([2.0 / 2.0, 0.0]), 0)  # logits q.k / sqrt(d), d = 4
+    torch.testing.assert_close(alpha.view(-1), expected)
+    torch.testing.assert_close(out, expected.view(2, 1) * x_src)
+
+
+def test_a_subset_of_edges_and_a_graph_without_targets():
+    x_src, x_dst, batch_src, batch_dst = _graphs(sizes_src=(2, 3), sizes_dst=(3, 0))
+    layer = PointerAttention(16, 2)
+    out, (_, alpha) = layer(x_src, x_dst, None, batch_src, batch_dst, return_attention_weights=True)
+    assert torch.isfinite(out).all() and alpha.size(0) == 2 * 3
+    edge_index = torch.tensor([[0, 0, 1], [0, 2, 1]])
+    out, (_, alpha) = layer(x_src, x_dst, edge_index, batch_src, batch_dst, return_attention_weights=True)
+    torch.testing.assert_close(alpha[:2].sum(0), torch.ones(2))
+    torch.testing.assert_close(alpha[2], torch.ones(2))  # the only edge of source 1
+    assert out.shape == (3, 16)
+
+
+def test_gradients_reach_every_projection():
+    x_src, x_dst, batch_src, batch_dst = _graphs()
+    layer = PointerAttention(16, 4)
+    out, (_, alpha) = layer(x_src, x_dst, None, batch_src, batch_dst, return_attention_weights=True)
+    (out.sum() + alpha[:, 0].pow(2).sum()).backward()
+    for name, param in layer.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_errors_and_repr():
+    with pytest.raises(InputError, match="divisible"):
+        PointerAttention(10, 3)
+    layer = PointerAttention(8, 2)
+    with pytest.raises(InputError, match="size 8"):
+        layer(torch.randn(2, 4), torch.randn(3, 8))
+    assert repr(layer) == "PointerAttention(8, num_heads=2)"
