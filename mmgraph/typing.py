@@ -18,6 +18,8 @@ what                                tensors
 (region, semantic, region)          scene-graph relations, ``edge_type`` = predicate id
 (token, dep, token)                 head -> dependent, ``edge_type`` = dependency label id
 (token, cross, region) and back     cross-modal edges (complete, top-k or grounded)
+(token, grounding, region)          supervision only, never passed along: each token -> the
+                                    regions its phrase names (``GraphBuilder(grounding=True)``)
 graph level                         ``sample_id``, ``text``, ``image_size`` [1, 2] (w, h), ``y``
 ==================================  ==========================================================
 """
@@ -39,6 +41,7 @@ IMPLICIT = "implicit"
 SEMANTIC = "semantic"
 DEP = "dep"
 CROSS = "cross"
+GROUNDING = "grounding"
 
 EdgeType = Tuple[str, str, str]
 NodeType = str
@@ -50,6 +53,9 @@ SEMANTIC_EDGE: EdgeType = (REGION, SEMANTIC, REGION)
 DEP_EDGE: EdgeType = (TOKEN, DEP, TOKEN)
 TOKEN_TO_REGION: EdgeType = (TOKEN, CROSS, REGION)
 REGION_TO_TOKEN: EdgeType = (REGION, CROSS, TOKEN)
+# Word-region grounding from the data (a training signal for alignment losses; no layer passes
+# messages along it, so it is not in EDGE_TYPES).
+GROUNDING_EDGE: EdgeType = (TOKEN, GROUNDING, REGION)
 
 REGION_EDGE_TYPES: Tuple[EdgeType, ...] = (SPATIAL_EDGE, IMPLICIT_EDGE, SEMANTIC_EDGE)
 TOKEN_EDGE_TYPES: Tuple[EdgeType, ...] = (DEP_EDGE,)

@@ -72,11 +72,15 @@ class _SyntheticBase(GraphDataset):
             "meta_mtime": meta.stat().st_mtime_ns if meta.exists() else None,
         }
 
-    def _scene_regions(self, split: str) -> Tuple[Dict[str, Regions], Dict[str, torch.Tensor]]:
-        """Regions (and, for pixel models, the image) of every scene of a split."""
+    def _scene_regions(
+        self, split: str
+    ) -> Tuple[Dict[str, Regions], Dict[str, torch.Tensor], Dict[str, List[List[int]]]]:
+        """Regions (and, for pixel models, the image) of every scene of a split; and, for pixel
+        models, the grid cells of each object (the region nodes its grounding names)."""
         scenes, _, _ = load_synthetic(self.raw_dir, split, check_images=self.regions_mode == "pixels")
         regions: Dict[str, Regions] = {}
         images: Dict[str, torch.Tensor] = {}
+        cells: Dict[str, List[List[int]]] = {}
         if self.regions_mode == "scene_graph":
             vocabs = self.scene_vocabularies()
             for sc in scenes:
@@ -94,7 +98,16 @@ class _SyntheticBase(GraphDataset):
                     grid_boxes(self.grid, self.grid, size), size, sample_id=sc["image_id"]
                 )
                 images[sc["image_id"]] = _read_image(Path(self.raw_dir, sc["image"]))
-        return regions, images
+                cells[sc["image_id"]] = [object_cells(o["box"], self.grid, size) for o in sc["objects"]]
+        return regions, images, cells
+
+    def _grounding(self, grounding: List[Dict[str, int]], cells: Dict[str, List[List[int]]], image_id: str):
+        """The grounding spans with region ids: object ids for scene graphs, each object's grid cells
+        for pixels."""
+        if not cells:
+            return grounding
+        objects = cells[image_id]
+        return [{**g, "object": cell} for g in grounding for cell in objects[g["object"]]]
 
     def scene_vocabularies(self) -> Tuple[Vocabulary, Vocabulary, Vocabulary]:
         """``(label_vocab, attr_vocab, predicate_vocab)`` of the training
@@ -119,6 +132,24 @@ def _scene_graph(scene: Mapping[str, Any]):
     ]
     relations = [(r["subject"], r["predicate"], r["object"]) for r in scene["relations"]]
     return objects, relations
+
+
+def object_cells(box, grid: int, image_size: Tuple[float, float]) -> List[int]:
+    """The cells of a ``grid`` x ``grid`` grid (row-major, as :func:`~mmgraph.graph.boxes.grid_boxes`)
+    that an object's pixel box ``[x0, y0, x1, y1]`` covers by at least a quarter of the cell, and always
+    the cell of its centre."""
+    width, height = image_size
+    cell_w, cell_h = width / grid, height / grid
+    x0, y0, x1, y1 = (float(v) for v in box)
+    out = []
+    for r in range(grid):
+        overlap_h = max(0.0, min(y1, (r + 1) * cell_h) - max(y0, r * cell_h))
+        for c in range(grid):
+            overlap_w = max(0.0, min(x1, (c + 1) * cell_w) - max(x0, c * cell_w))
+            if overlap_w * overlap_h >= 0.25 * cell_w * cell_h:
+                out.append(r * grid + c)
+    centre = min(int((y0 + y1) / 2 / cell_h), grid - 1) * grid + min(int((x0 + x1) / 2 / cell_w), grid - 1)
+    return sorted(set(out) | {centre})
 
 
 def _read_image(path: Path) -> torch.Tensor:
@@ -168,7 +199,7 @@ class SyntheticVQA(_SyntheticBase):
     """
 
     def read_samples(self, split: str) -> List[Sample]:
-        regions, images = self._scene_regions(split)
+        regions, images, cells = self._scene_regions(split)
         _, questions, _ = load_synthetic(self.raw_dir, split, check_images=False)
         samples = []
         for q in questions:
@@ -182,7 +213,14 @@ class SyntheticVQA(_SyntheticBase):
             if images:
                 extra["image"] = images[q["image_id"]]
             samples.append(
-                Sample(regions[q["image_id"]], q["question"], q["question_id"], None, q["grounding"], extra)
+                Sample(
+                    regions[q["image_id"]],
+                    q["question"],
+                    q["question_id"],
+                    None,
+                    self._grounding(q["grounding"], cells, q["image_id"]),
+                    extra,
+                )
             )
         return samples
 
@@ -213,7 +251,7 @@ class SyntheticRetrieval(_SyntheticBase):
     """
 
     def read_samples(self, split: str) -> List[Sample]:
-        regions, images = self._scene_regions(split)
+        regions, images, cells = self._scene_regions(split)
         _, _, captions = load_synthetic(self.raw_dir, split, check_images=False)
         samples = []
         for entry in captions:
@@ -229,5 +267,6 @@ class SyntheticRetrieval(_SyntheticBase):
                 if images:
                     extra["image"] = images[image_id]
                 sid = f"{image_id}/{k}"
-                samples.append(Sample(regions[image_id], cap["text"], sid, None, cap["grounding"], extra))
+                grounding = self._grounding(cap["grounding"], cells, image_id)
+                samples.append(Sample(regions[image_id], cap["text"], sid, None, grounding, extra))
         return samples

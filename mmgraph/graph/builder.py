@@ -33,6 +33,7 @@ from mmgraph.graph.text import ParsedText, dependency_edges, make_parser
 from mmgraph.graph.vocab import Vocabulary
 from mmgraph.typing import (
     DEP_EDGE,
+    GROUNDING_EDGE,
     IMPLICIT_EDGE,
     REGION,
     REGION_TO_TOKEN,
@@ -120,6 +121,13 @@ class GraphBuilder(BaseTransform):
             warning that names the sample. (default: ``64``)
         add_cls (bool): prepend the vocabulary's ``<cls>`` token (a text-level
             node for pooling). (default: :obj:`False`)
+        grounding (bool): also store the sample's grounding as
+            ``(token, grounding, region)`` edges (:data:`~mmgraph.typing.GROUNDING_EDGE`:
+            each token -> the regions its grounded span names; none for a
+            sample without grounding). No layer passes messages along them:
+            they are the target of a word-region alignment loss
+            (``graph_vqa(pointer=True, align_weight=...)``). Independent of
+            ``cross``. (default: :obj:`False`)
     """
 
     def __init__(
@@ -136,6 +144,7 @@ class GraphBuilder(BaseTransform):
         cross_scorer: Optional[CrossScorer] = None,
         max_tokens: int = 64,
         add_cls: bool = False,
+        grounding: bool = False,
     ):
         if isinstance(region_edges, str):
             region_edges = (region_edges,)
@@ -160,6 +169,7 @@ class GraphBuilder(BaseTransform):
         self.cross_scorer = cross_scorer or lexical_scorer
         self.max_tokens = max_tokens
         self.add_cls = add_cls
+        self.grounding = grounding
 
     @property
     def config(self) -> Dict[str, Any]:
@@ -176,6 +186,7 @@ class GraphBuilder(BaseTransform):
             "cross_scorer": getattr(self.cross_scorer, "__qualname__", type(self.cross_scorer).__name__),
             "max_tokens": self.max_tokens,
             "add_cls": self.add_cls,
+            "grounding": self.grounding,
         }
 
     def _parser_name(self) -> str:
@@ -320,6 +331,15 @@ class GraphBuilder(BaseTransform):
             cross = torch.cat([cls_edges, cross + torch.tensor([[1], [0]])], dim=1)
         data[TOKEN_TO_REGION].edge_index = cross
         data[REGION_TO_TOKEN].edge_index = cross_edges.flip(cross)
+        if self.grounding:
+            grounded = (
+                cross_edges.grounded_cross_edges(parsed.spans, s.grounding, r.num_regions, s.sample_id)
+                if s.grounding
+                else torch.empty(2, 0, dtype=torch.long)
+            )
+            data[GROUNDING_EDGE].edge_index = (
+                grounded + torch.tensor([[1], [0]]) if self.add_cls else grounded
+            )
         # Graph level.
         data.sample_id = s.sample_id
         data.text = s.text

@@ -6,10 +6,10 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from mmgraph.datasets.synthetic import generate_dataset, load_synthetic
-from mmgraph.datasets.synthetic_graphs import SyntheticRetrieval, SyntheticVQA
+from mmgraph.datasets.synthetic_graphs import SyntheticRetrieval, SyntheticVQA, object_cells
 from mmgraph.errors import DataFormatError, InputError
 from mmgraph.graph import GraphBuilder
-from mmgraph.typing import REGION, SEMANTIC_EDGE, SPATIAL_EDGE, TOKEN
+from mmgraph.typing import GROUNDING_EDGE, REGION, SEMANTIC_EDGE, SPATIAL_EDGE, TOKEN
 
 
 def seq_builder(**kw):
@@ -103,3 +103,37 @@ def test_bad_sample_is_named_or_skipped_and_counted(tmp_path):
     assert len(ds) == len(doc["questions"]) - 1
     skipped = json.loads(next(Path(ds.processed_dir).glob("skipped-val-*.json")).read_text())
     assert skipped[0]["sample_id"] == bad_id
+
+
+def test_object_cells():
+    # 128 x 128 image, 8 x 8 grid of 16-pixel cells.
+    assert object_cells([16, 16, 32, 32], 8, (128.0, 128.0)) == [9]
+    assert object_cells([10, 0, 40, 14], 8, (128.0, 128.0)) == [0, 1, 2]  # 6/16, 16/16 and 8/16 of each width
+    assert object_cells([20, 20, 22, 22], 8, (128.0, 128.0)) == [
+        9
+    ]  # too small to cover a quarter: its centre
+    assert object_cells([120, 120, 128, 128], 8, (128.0, 128.0)) == [63]
+
+
+def test_grounding_names_objects_or_their_grid_cells(root):
+    _, questions, _ = load_synthetic(root, "val")
+    scenes = {sc["image_id"]: sc for sc in load_synthetic(root, "val")[0]}
+    by_id = {q["question_id"]: q for q in questions}
+    objects = SyntheticVQA(root, "val", builder=seq_builder(grounding=True))
+    cells = SyntheticVQA(
+        root, "val", regions="pixels", grid=4, builder=seq_builder(region_edges=("knn",), grounding=True)
+    )
+    assert objects.processed_paths[0] != SyntheticVQA(root, "val", builder=seq_builder()).processed_paths[0]
+    checked = 0
+    for data, pixel in zip(objects, cells):
+        q = by_id[data.question_id]
+        named = {g["object"] for g in q["grounding"]}
+        assert {int(r) for r in data[GROUNDING_EDGE].edge_index[1]} == named
+        sc = scenes[data.image_id]
+        want = {
+            c for o in named for c in object_cells(sc["objects"][o]["box"], 4, (sc["width"], sc["height"]))
+        }
+        assert {int(r) for r in pixel[GROUNDING_EDGE].edge_index[1]} == want
+        assert all(0 <= c < 16 for c in want)
+        checked += bool(named)
+    assert checked > 0

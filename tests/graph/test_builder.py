@@ -21,6 +21,7 @@ from mmgraph.graph.vocab import Vocabulary
 from mmgraph.typing import (
     DEP_EDGE,
     GEOMETRY_DIM,
+    GROUNDING_EDGE,
     IMPLICIT_EDGE,
     NUM_DEP_LABELS,
     NUM_SPATIAL_CLASSES,
@@ -244,3 +245,27 @@ def test_build_many_in_chunks_equals_one_by_one(seq_builder, monkeypatch):
             assert torch.equal(many[et].edge_index, one[et].edge_index)
             if "edge_attr" in one[et]:
                 assert torch.equal(many[et].edge_attr, one[et].edge_attr)
+
+
+def test_grounding_edges_are_stored_apart_from_the_cross_edges():
+    text = "a red cube and a sphere"
+    grounding = [{"start": 2, "end": 10, "object": 1}, {"start": 17, "end": 23, "object": 0}]
+    b = GraphBuilder(parser="sequential", grounding=True)
+    b.fit_vocab([text])
+    assert b.config["grounding"] is True
+    data = b(Sample(random_regions(2), text, "g", grounding=grounding))
+    pairs = {(data.tokens[t], r) for t, r in data[GROUNDING_EDGE].edge_index.t().tolist()}
+    assert pairs == {("red", 1), ("cube", 1), ("sphere", 0)}
+    assert data[TOKEN_TO_REGION].edge_index.size(1) == len(data.tokens) * 2  # cross edges stay complete
+    # A sample without grounding gets no pairs, and batches with grounded ones.
+    bare = b(Sample(random_regions(3), text, "bare"))
+    assert bare[GROUNDING_EDGE].edge_index.shape == (2, 0)
+    batch = next(iter(DataLoader([data, bare], batch_size=2)))
+    assert batch[GROUNDING_EDGE].edge_index.size(1) == 3
+    # With a <cls> node in front, token ids shift by one.
+    cls = GraphBuilder(vocab=b.vocab, parser="sequential", grounding=True, add_cls=True)
+    shifted = cls(Sample(random_regions(2), text, "g", grounding=grounding))[GROUNDING_EDGE].edge_index
+    assert torch.equal(shifted, data[GROUNDING_EDGE].edge_index + torch.tensor([[1], [0]]))
+    # Off by default: no such edge type.
+    plain = GraphBuilder(vocab=b.vocab, parser="sequential")
+    assert GROUNDING_EDGE not in plain(Sample(random_regions(2), text, "g", grounding=grounding)).edge_types
