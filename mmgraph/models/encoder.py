@@ -120,6 +120,10 @@ class MMGraphEncoderConfig:
     intra_gate: bool = False  # intra-modal updates scaled by a learnable scalar that starts at 0 (ReZero)
     cross_first: bool = False  # each block: cross attention, then message passing (LXMERT's order)
     fusion: str = "sum"  # fused vector: "sum" (MCAN) | "product" (Hadamard, MLB / bottom-up attention)
+    # Each block also runs a token -> region PointerAttention (each word's softmax over the regions,
+    # its value sent to the regions it picks); graph and no_graph variants. A VQA model's
+    # align_weight supervises its weights with the data's grounding (mmgraph.heads.alignment_loss).
+    pointer: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -142,6 +146,11 @@ class MMGraphEncoderConfig:
             )
         if self.layers < 0:
             raise ConfigError(f"MMGraphEncoderConfig.layers must be >= 0, got {self.layers}.")
+        if self.pointer and self.variant not in ("graph", "no_graph"):
+            raise ConfigError(
+                f"MMGraphEncoderConfig: pointer=True is part of the cross-modal sub-layer of the graph and "
+                f"no_graph variants; variant={self.variant!r} has none. Set pointer=False."
+            )
         if self.vocab_size is None and self.token_feature_dim is None and self.text_model_dir is None:
             raise ConfigError(
                 "MMGraphEncoderConfig: set vocab_size (token ids, len(dataset.vocab)), token_feature_dim "
@@ -209,12 +218,16 @@ class EncoderOutput(NamedTuple):
         - **x_dict:** ``{node_type: [N_t, hidden]}`` final node states
         - **region**, **token:** ``[B, hidden]`` pooled per modality
         - **fused:** ``[B, hidden]``
+        - **pointer:** with ``forward_features(data, return_pointer=True)``
+          and ``config.pointer``, one ``(edge_index, alpha)`` per block: the
+          token -> region pointer attention, ``alpha`` ``[E, heads]``; else ``None``
     """
 
     x_dict: Dict[str, Tensor]
     region: Tensor
     token: Tensor
     fused: Tensor
+    pointer: Optional[List[Tuple[Tensor, Tensor]]] = None
 
 
 class MMGraphEncoder(nn.Module):
@@ -326,6 +339,7 @@ class MMGraphEncoder(nn.Module):
                         num_bases=c.num_bases,
                         intra_gate=c.intra_gate,
                         cross_first=c.cross_first,
+                        pointer=c.pointer,
                     )
                 )
         self.blocks = nn.ModuleList(blocks)
@@ -422,9 +436,14 @@ class MMGraphEncoder(nn.Module):
         return edge_index_dict, edge_type_dict, edge_attr_dict
 
     # ---------------------------------------------------------------- forward
-    def forward_features(self, data: HeteroData) -> EncoderOutput:
-        """Runs the encoder on a batch (or one graph); see the class docstring."""
+    def forward_features(self, data: HeteroData, return_pointer: bool = False) -> EncoderOutput:
+        """Runs the encoder on a batch (or one graph); see the class docstring. With
+        ``return_pointer=True`` (and ``config.pointer``) the output's ``pointer`` holds each block's
+        token -> region pointer weights."""
         x_dict, batch_dict, num_graphs = self.encode_inputs(data)
+        pointer: Optional[List[Tuple[Tensor, Tensor]]] = (
+            [] if return_pointer and self.config.pointer else None
+        )
         if self.modality is not None:
             x_dict[REGION], x_dict[TOKEN] = self.modality(x_dict[REGION], x_dict[TOKEN])
             for block in self.blocks:
@@ -437,7 +456,20 @@ class MMGraphEncoder(nn.Module):
                 cond = (
                     self._question(x_dict[TOKEN], batch_dict[TOKEN], num_graphs) if self.uses_cond else None
                 )
-                x_dict = block(x_dict, edge_index_dict, edge_type_dict, edge_attr_dict, batch_dict, cond)
+                if pointer is None:
+                    x_dict = block(x_dict, edge_index_dict, edge_type_dict, edge_attr_dict, batch_dict, cond)
+                    continue
+                x_dict, weights = block(
+                    x_dict,
+                    edge_index_dict,
+                    edge_type_dict,
+                    edge_attr_dict,
+                    batch_dict,
+                    cond,
+                    return_pointer=True,
+                )
+                if weights is not None:
+                    pointer.append(weights)
         x_dict = {node_type: self.norm_out[node_type](x) for node_type, x in x_dict.items()}
         token = self._pool(self.pool_token, x_dict[TOKEN], batch_dict[TOKEN], None, num_graphs)
         region_cond = token if self.config.cond else None
@@ -446,10 +478,10 @@ class MMGraphEncoder(nn.Module):
             fused = self.fuse_norm(torch.tanh(self.fuse_region(region)) * torch.tanh(self.fuse_token(token)))
         else:
             fused = self.fuse_norm(self.fuse_region(region) + self.fuse_token(token))
-        return EncoderOutput(x_dict, region, token, fused)
+        return EncoderOutput(x_dict, region, token, fused, pointer)
 
-    def forward(self, data: HeteroData) -> EncoderOutput:
-        return self.forward_features(data)
+    def forward(self, data: HeteroData, return_pointer: bool = False) -> EncoderOutput:
+        return self.forward_features(data, return_pointer=return_pointer)
 
     @staticmethod
     def _question(x_token: Tensor, batch_token: Tensor, num_graphs: int) -> Tensor:

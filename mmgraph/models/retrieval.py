@@ -41,6 +41,7 @@ from mmgraph.graph.pairs import Graphs, as_batch, pair_batch
 from mmgraph.heads import (
     ITMHead,
     LearnableTemperature,
+    alignment_loss,
     hard_negative_ranking_loss,
     info_nce_loss,
     itm_loss,
@@ -49,7 +50,7 @@ from mmgraph.heads import (
 )
 from mmgraph.models.encoder import EncoderOutput, MMGraphEncoder, MMGraphEncoderConfig
 from mmgraph.models.registry import build_config, register_model
-from mmgraph.typing import OptTensor
+from mmgraph.typing import GROUNDING_EDGE, OptTensor
 
 __all__ = [
     "RetrievalBase",
@@ -228,6 +229,10 @@ class RetrievalModelConfig:
     itm_balance: bool = True  # matches and non-matches weigh half each in the ITM loss
     itm_rank_weight: float = 1.0  # weight of each caption against its compositional negatives (listwise)
     share_inputs: bool = True  # the re-ranker reads the dual encoder's region and token embeddings
+    # Weight of the re-ranker's word-region alignment loss on the batch's true pairs (its encoder then
+    # gets the token -> region pointer channel; mmgraph.heads.alignment_loss against the GROUNDING_EDGE
+    # pairs of graphs built with GraphBuilder(grounding=True)). 0: none. Needs rerank=True.
+    align_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, dict):
@@ -242,10 +247,16 @@ class RetrievalModelConfig:
             )
         if self.rerank_k < 1:
             raise ConfigError(f"RetrievalModelConfig.rerank_k must be >= 1, got {self.rerank_k}.")
+        if self.align_weight < 0 or (self.align_weight > 0 and not self.rerank):
+            raise ConfigError(
+                f"RetrievalModelConfig.align_weight={self.align_weight}: the alignment loss trains the "
+                "re-ranker's cross attention; give a weight >= 0, and rerank=True for a positive one."
+            )
 
     def rerank_encoder(self) -> MMGraphEncoderConfig:
-        """The re-ranker's encoder: the same sizes, variant ``graph``, question-conditioned."""
-        return replace(self.encoder, variant="graph", cond=True)
+        """The re-ranker's encoder: the same sizes, variant ``graph``, question-conditioned, with the
+        pointer channel when ``align_weight > 0``."""
+        return replace(self.encoder, variant="graph", cond=True, pointer=self.align_weight > 0)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -354,9 +365,18 @@ class RetrievalModel(RetrievalBase):
         # The positives go through pair_batch too, so that positives and negatives have the same
         # (complete) cross edges whatever cross edges the data set was built with.
         pairs = torch.cat([diagonal, negatives])
-        logits = [self.rerank_scores(pair_batch(batch, batch, pairs))]
-        labels = [torch.ones(num_graphs), torch.zeros(negatives.size(0))]
         c = self.config
+        if c.align_weight:
+            features = self.cross_encoder.forward_features(
+                pair_batch(batch, batch, pairs), return_pointer=True
+            )
+            logits = [self.itm_head(features.fused)]
+            align = self._alignment(batch, features.pointer)
+            loss = loss + c.itm_weight * c.align_weight * align
+            outputs["align_loss"] = align.detach()
+        else:
+            logits = [self.rerank_scores(pair_batch(batch, batch, pairs))]
+        labels = [torch.ones(num_graphs), torch.zeros(negatives.size(0))]
         if negative_batch is not None:
             logits.append(self.rerank_scores(negative_batch))
             labels.append(torch.zeros(logits[-1].numel()))
@@ -369,6 +389,21 @@ class RetrievalModel(RetrievalBase):
         loss = loss + c.itm_weight * itm_loss(itm_logits, itm_labels, balance=c.itm_balance)
         outputs.update(itm_logits=itm_logits, itm_labels=itm_labels)
         return loss, outputs
+
+    @staticmethod
+    def _alignment(batch: HeteroData, pointer) -> Tensor:
+        """The alignment loss of the re-ranker's pointer weights on the pair batch whose first
+        ``B`` pairs are the batch's own graphs, in order: their nodes keep the batch's indices, so
+        the batch's grounding pairs index them as they are."""
+        if GROUNDING_EDGE not in batch.edge_types:
+            raise InputError(
+                f"RetrievalModel.loss: align_weight > 0 needs the grounding edges {GROUNDING_EDGE} in every "
+                "batch; build the graphs with GraphBuilder(grounding=True) from captions with grounding "
+                "spans (data.grounding=true in a run config), or set align_weight=0."
+            )
+        target = batch[GROUNDING_EDGE].edge_index
+        terms = [alignment_loss(edge_index, alpha, target) for edge_index, alpha in pointer or []]
+        return torch.stack(terms).mean() if terms else target.new_zeros((), dtype=torch.float)
 
     @torch.no_grad()
     def rerank(

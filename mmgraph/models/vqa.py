@@ -26,9 +26,10 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from mmgraph.errors import ConfigError, InputError
-from mmgraph.heads import VQAHead, predict_answers, vqa_bce_loss, vqa_ce_loss
+from mmgraph.heads import VQAHead, alignment_loss, predict_answers, vqa_bce_loss, vqa_ce_loss
 from mmgraph.models.encoder import EncoderOutput, MMGraphEncoder, MMGraphEncoderConfig
 from mmgraph.models.registry import build_config, register_model
+from mmgraph.typing import GROUNDING_EDGE
 
 __all__ = ["VQABase", "VQAModel", "VQAModelConfig", "VQA_LOSSES", "check_vqa_config"]
 
@@ -122,12 +123,14 @@ class VQABase(nn.Module):
     def loss(self, batch: HeteroData) -> Tuple[Tensor, Dict[str, Tensor]]:
         """``(loss, {"logits": [B, A]})`` on a batch with targets ``y``."""
         logits = self(batch)
+        return self.answer_loss(logits, batch), {"logits": logits}
+
+    def answer_loss(self, logits: Tensor, batch: HeteroData) -> Tensor:
+        """The answer classification loss (``config.loss``) of ``logits`` against the batch's ``y``."""
         target = self.targets(batch)
         if self.config.loss == "ce":
-            loss = vqa_ce_loss(logits, target)
-        else:
-            loss = vqa_bce_loss(logits, target)
-        return loss, {"logits": logits}
+            return vqa_ce_loss(logits, target)
+        return vqa_bce_loss(logits, target)
 
     @torch.no_grad()
     def predict(self, batch: HeteroData, k: int = 1) -> List[List[Tuple[str, float]]]:
@@ -153,11 +156,22 @@ class VQAModelConfig:
     answers: Optional[List[str]] = None  # answer strings in class order, for predict()
     head_mult: int = 2  # classifier inner size over hidden (bottom-up-attention: 2)
     head_dropout: float = 0.1  # classifier dropout
+    # Weight of the word-region alignment loss in training (mmgraph.heads.alignment_loss on the
+    # encoder's pointer attention, against the batch's GROUNDING_EDGE pairs); needs pointer=True and
+    # graphs built with GraphBuilder(grounding=True). 0: answers only.
+    align_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, dict):
             self.encoder = MMGraphEncoderConfig(**self.encoder)
         check_vqa_config(self)
+        if self.align_weight < 0:
+            raise ConfigError(f"VQAModelConfig.align_weight must be >= 0, got {self.align_weight}.")
+        if self.align_weight > 0 and not self.encoder.pointer:
+            raise ConfigError(
+                f"VQAModelConfig: align_weight={self.align_weight} supervises the encoder's pointer attention, "
+                "which is off; set pointer=True as well (graph_vqa(pointer=True, align_weight=1.0))."
+            )
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -186,6 +200,27 @@ class VQAModel(VQABase):
 
     def forward_features(self, batch: HeteroData) -> EncoderOutput:
         return self.encoder.forward_features(batch)
+
+    def loss(self, batch: HeteroData) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """``(loss, outputs)``: the answer loss, plus ``align_weight`` times the word-region
+        alignment loss (averaged over blocks) when ``config.align_weight > 0``; ``outputs`` then also
+        holds ``"align_loss"`` (detached)."""
+        weight = self.config.align_weight
+        if not weight:
+            return super().loss(batch)
+        if GROUNDING_EDGE not in batch.edge_types:
+            raise InputError(
+                f"{type(self).__name__}.loss: align_weight={weight} needs the grounding edges "
+                f"{GROUNDING_EDGE} in every batch; build the graphs with GraphBuilder(grounding=True) from "
+                "samples with grounding spans (data.grounding=true in a run config), or set align_weight=0."
+            )
+        features = self.encoder.forward_features(batch, return_pointer=True)
+        logits = self.forward_head(features)
+        target = batch[GROUNDING_EDGE].edge_index
+        terms = [alignment_loss(edge_index, alpha, target) for edge_index, alpha in features.pointer or []]
+        align = torch.stack(terms).mean() if terms else logits.new_zeros(())
+        loss = self.answer_loss(logits, batch) + weight * align
+        return loss, {"logits": logits, "align_loss": align.detach()}
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.encoder!r}, {self.head!r}, loss={self.config.loss!r})"

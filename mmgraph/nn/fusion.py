@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from mmgraph.errors import InputError
 from mmgraph.nn.cross_attention import CrossModalAttention
+from mmgraph.nn.pointer import PointerAttention
 from mmgraph.nn.relation_gat import RelationGATConv
 from mmgraph.nn.scatter import num_graphs as count_graphs
 from mmgraph.typing import NODE_TYPES, REGION, REGION_TO_TOKEN, TOKEN, TOKEN_TO_REGION, EdgeType, OptTensor
@@ -126,6 +127,12 @@ class FusionBlock(nn.Module):
             their relations after they have read the question in the same
             block, so :math:`L` blocks give :math:`L` question-aware relation
             hops rather than :math:`L - 1`. (default: :obj:`False`)
+        pointer (bool, optional): Add a :class:`PointerAttention` from tokens
+            to regions to the cross-modal sub-layer: each token's softmax over
+            the regions of its graph (which region does this word name?),
+            whose values are added to the regions' update. Its weights can be
+            returned (``return_pointer=True``) for a word-region alignment
+            loss (:func:`mmgraph.heads.alignment_loss`). (default: :obj:`False`)
 
     Shapes:
         - **input:** as above
@@ -147,6 +154,7 @@ class FusionBlock(nn.Module):
         num_bases: Optional[int] = None,
         intra_gate: bool = False,
         cross_first: bool = False,
+        pointer: bool = False,
     ):
         super().__init__()
         if hidden % heads != 0:
@@ -168,6 +176,7 @@ class FusionBlock(nn.Module):
         self.cross = cross
         self.num_bases = num_bases
         self.cross_first = cross_first
+        self.pointer = pointer and cross
 
         self.convs = nn.ModuleDict()
         self.norm_intra = nn.ModuleDict()
@@ -198,6 +207,7 @@ class FusionBlock(nn.Module):
                 self.attn[edge_type_key(edge_type)] = CrossModalAttention(hidden, heads, dropout=dropout)
             for node_type in NODE_TYPES:
                 self.norm_cross[node_type] = nn.LayerNorm(hidden)
+        self.point = PointerAttention(hidden, heads, dropout=dropout) if self.pointer else None
         self.norm_ffn = nn.ModuleDict({node_type: nn.LayerNorm(hidden) for node_type in NODE_TYPES})
         self.ffn = nn.ModuleDict(
             {node_type: FeedForward(hidden, ffn_ratio, dropout) for node_type in NODE_TYPES}
@@ -208,6 +218,8 @@ class FusionBlock(nn.Module):
         for group in (self.convs, self.norm_intra, self.attn, self.norm_cross, self.norm_ffn, self.ffn):
             for module in group.values():
                 module.reset_parameters()
+        if self.point is not None:
+            self.point.reset_parameters()
         if self.intra_gate is not None:
             for gate in self.intra_gate.values():
                 nn.init.zeros_(gate)
@@ -220,23 +232,33 @@ class FusionBlock(nn.Module):
         edge_attr_dict: Optional[Mapping[EdgeType, Tensor]] = None,
         batch_dict: Optional[Mapping[str, Tensor]] = None,
         cond: OptTensor = None,
-    ) -> Dict[str, Tensor]:
-        """Runs the block; see the class docstring for what each dict holds."""
+        return_pointer: bool = False,
+    ) -> Union[Dict[str, Tensor], Tuple[Dict[str, Tensor], Optional[Tuple[Tensor, Tensor]]]]:
+        """Runs the block; see the class docstring for what each dict holds.
+
+        With ``return_pointer=True`` it returns ``(x_dict, pointer)``: the
+        pointer attention's ``(edge_index, alpha)`` (token -> region edges,
+        ``[E, heads]`` weights summing to 1 over each token's regions), or
+        ``None`` when the block has no pointer or the batch no cross-modal pair.
+        """
         x_dict = dict(x_dict)
+        pointer: List[Tuple[Tensor, Tensor]] = []
         edge_type_dict = edge_type_dict or {}
         edge_attr_dict = edge_attr_dict or {}
         batch_dict = batch_dict or {}
         cross = self.cross and REGION in x_dict and TOKEN in x_dict
         if cross and self.cross_first:
-            self._cross(x_dict, edge_index_dict, batch_dict, cond)
+            self._cross(x_dict, edge_index_dict, batch_dict, cond, pointer, return_pointer)
         if self.intra:
             self._intra(x_dict, edge_index_dict, edge_type_dict, edge_attr_dict, batch_dict, cond)
         if cross and not self.cross_first:
-            self._cross(x_dict, edge_index_dict, batch_dict, cond)
+            self._cross(x_dict, edge_index_dict, batch_dict, cond, pointer, return_pointer)
         for node_type in NODE_TYPES:
             if node_type in x_dict:
                 x = x_dict[node_type]
                 x_dict[node_type] = x + self.drop(self.ffn[node_type](self.norm_ffn[node_type](x)))
+        if return_pointer:
+            return x_dict, (pointer[0] if pointer else None)
         return x_dict
 
     def _intra(self, x_dict, edge_index_dict, edge_type_dict, edge_attr_dict, batch_dict, cond) -> None:
@@ -265,7 +287,7 @@ class FusionBlock(nn.Module):
                 out = self.intra_gate[node_type] * out
             x_dict[node_type] = x_dict[node_type] + self.drop(out)
 
-    def _cross(self, x_dict, edge_index_dict, batch_dict, cond) -> None:
+    def _cross(self, x_dict, edge_index_dict, batch_dict, cond, pointer, return_pointer) -> None:
         normed = {node_type: self.norm_cross[node_type](x_dict[node_type]) for node_type in NODE_TYPES}
         num_graphs = cond.size(0) if cond is not None else count_graphs(*batch_dict.values())
         update: Dict[str, Tensor] = {}
@@ -281,6 +303,20 @@ class FusionBlock(nn.Module):
                 batch_dst=batch_dict.get(dst),
                 num_graphs=num_graphs,
             )
+        if self.point is not None and TOKEN_TO_REGION in edge_index_dict:
+            out = self.point(
+                normed[TOKEN],
+                normed[REGION],
+                edge_index_dict[TOKEN_TO_REGION],
+                batch_src=batch_dict.get(TOKEN),
+                batch_dst=batch_dict.get(REGION),
+                return_attention_weights=return_pointer,
+                num_graphs=num_graphs,
+            )
+            if return_pointer:
+                out, weights = out
+                pointer.append(weights)
+            update[REGION] = update[REGION] + out if REGION in update else out
         # Both directions read the states from before either update.
         for node_type, out in update.items():
             x_dict[node_type] = x_dict[node_type] + self.drop(out)
@@ -289,5 +325,6 @@ class FusionBlock(nn.Module):
         relations = ", ".join(f"{edge_type[1]}={count}" for edge_type, count in self.num_relations.items())
         return (
             f"{self.__class__.__name__}({self.hidden}, heads={self.heads}, relations=({relations}), "
-            f"intra={self.intra}, cross={self.cross}{', cross_first=True' if self.cross_first else ''})"
+            f"intra={self.intra}, cross={self.cross}{', cross_first=True' if self.cross_first else ''}"
+            f"{', pointer=True' if self.pointer else ''})"
         )

@@ -57,6 +57,8 @@ class DataConfig:
     knn_k: int = 8  # neighbours for knn region edges
     cross: Literal["complete", "topk", "grounded"] = "complete"  # cross-modal edges
     reverse_dep: bool = True  # also dependent -> head edges
+    # Also store the data's word-region grounding (GROUNDING_EDGE), for align_weight (synthetic data).
+    grounding: bool = False
     max_tokens: int = 64  # longer texts are truncated (with a warning)
     train_split: str = "train"
     val_split: str = "val"
@@ -106,6 +108,7 @@ def make_builder(cfg: DataConfig) -> GraphBuilder:
         cross=cfg.cross,
         reverse_dep=cfg.reverse_dep,
         max_tokens=cfg.max_tokens,
+        grounding=cfg.grounding,
     )
 
 

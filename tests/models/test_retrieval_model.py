@@ -6,7 +6,7 @@ from mmgraph.datasets.synthetic_graphs import SyntheticRetrieval
 from mmgraph.errors import ConfigError, InputError
 from mmgraph.graph import GraphBuilder
 from mmgraph.graph.pairs import negative_pairs, pair_batch
-from mmgraph.heads import hard_negative_ranking_loss, info_nce_loss, itm_loss, vse_hinge_loss
+from mmgraph.heads import alignment_loss, hard_negative_ranking_loss, info_nce_loss, itm_loss, vse_hinge_loss
 from mmgraph.models import (
     MMGraphEncoderConfig,
     RetrievalModelConfig,
@@ -14,6 +14,7 @@ from mmgraph.models import (
     model_kwargs_from_dataset,
 )
 from mmgraph.models.retrieval import image_codes
+from mmgraph.typing import GROUNDING_EDGE
 
 GENERATE = dict(num_images=8, questions_per_image=1, captions_per_image=2, seed=2, image_size=24)
 SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.0, embed_dim=16)
@@ -193,3 +194,28 @@ def test_rerank_changes_only_the_top_k(dataset, k):
             assert torch.equal(row.argsort(descending=True), scores.argsort(descending=True))
     with pytest.raises(InputError, match="N_img, N_txt"):
         model.rerank(sims.t(), images, graphs)
+
+
+def test_rerank_alignment_loss_on_the_true_pairs(tmp_path):
+    builder = GraphBuilder(parser="sequential", reverse_dep=True, grounding=True)
+    dataset = SyntheticRetrieval(tmp_path, "train", builder=builder, generate=GENERATE)
+    batch = Batch.from_data_list([dataset[i] for i in range(6)])
+    assert batch[GROUNDING_EDGE].edge_index.size(1) > 0
+    torch.manual_seed(0)
+    model = _model(dataset, "graph_retrieval_rerank", align_weight=1.0)
+    assert model.cross_encoder.config.pointer and not model.encoder.config.pointer
+    loss, outputs = model.loss(batch)
+    # The same alignment loss, from the true pairs alone: the pointer of pair b reads graph b's grounding.
+    pointer = model.cross_encoder(pair_batch(batch, batch, torch.arange(6).unsqueeze(1).expand(-1, 2)), True)
+    target = batch[GROUNDING_EDGE].edge_index
+    expected = torch.stack([alignment_loss(e, a, target) for e, a in pointer.pointer]).mean()
+    torch.testing.assert_close(outputs["align_loss"], expected)
+    without = _model(dataset, "graph_retrieval_rerank")
+    without.load_state_dict({k: v for k, v in model.state_dict().items() if ".point." not in k})
+    loss_without, _ = without.loss(batch)
+    assert not torch.allclose(loss, loss_without)
+    with pytest.raises(ConfigError, match="rerank=True"):
+        _model(dataset, align_weight=1.0)
+    plain = SyntheticRetrieval(tmp_path, "train", builder=GraphBuilder(parser="sequential", reverse_dep=True))
+    with pytest.raises(InputError, match=r"GraphBuilder\(grounding=True\)"):
+        model.loss(Batch.from_data_list([plain[0], plain[1]]))

@@ -14,6 +14,7 @@ from mmgraph.models import (
     create_model,
     model_kwargs_from_dataset,
 )
+from mmgraph.typing import GROUNDING_EDGE
 
 GENERATE = dict(num_images=10, questions_per_image=5, captions_per_image=1, seed=1, image_size=24)
 SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.0, head_dropout=0.0)
@@ -136,3 +137,52 @@ def test_tiny_graph_vqa_overfits_32_questions(dataset, batch):
     with torch.no_grad():
         accuracy = (model(batch).argmax(-1) == batch.y).float().mean().item()
     assert accuracy >= 0.9
+
+
+@pytest.fixture(scope="module")
+def grounded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vqa_model_grounded")
+    builder = GraphBuilder(parser="sequential", reverse_dep=True, grounding=True)
+    dataset = SyntheticVQA(root, "train", builder=builder, generate=GENERATE)
+    return dataset, Batch.from_data_list([dataset[i] for i in range(32)])
+
+
+def test_alignment_loss_is_added_and_learnt(grounded):
+    dataset, batch = grounded
+    assert batch[GROUNDING_EDGE].edge_index.size(1) > 0
+    torch.manual_seed(0)
+    model = _model(dataset, layers=2, pointer=True, align_weight=0.5)
+    loss, outputs = model.loss(batch)
+    answer = vqa_ce_loss(outputs["logits"], batch.y)
+    torch.testing.assert_close(loss, answer + 0.5 * outputs["align_loss"])
+    features = model.encoder(batch, return_pointer=True)
+    assert len(features.pointer) == 2
+    first = float(outputs["align_loss"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss, outputs = model.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    # The pointer learns where the words point: far less than a uniform guess over the regions.
+    assert float(outputs["align_loss"]) < 0.25 * first
+    # Evaluation does not read the grounding.
+    model.eval()
+    plain = batch.clone()
+    del plain[GROUNDING_EDGE]
+    torch.testing.assert_close(model(plain), model(batch))
+
+
+def test_alignment_config_and_input_errors(dataset, batch):
+    with pytest.raises(ConfigError, match="set pointer=True"):
+        _model(dataset, align_weight=1.0)
+    with pytest.raises(ConfigError, match="align_weight must be >= 0"):
+        _model(dataset, pointer=True, align_weight=-1.0)
+    with pytest.raises(ConfigError, match="pointer=True is part of the cross-modal"):
+        create_model("single_stream_vqa", **model_kwargs_from_dataset(dataset), **SMALL, pointer=True)
+    model = _model(dataset, pointer=True, align_weight=1.0)
+    with pytest.raises(InputError, match=r"GraphBuilder\(grounding=True\)"):
+        model.loss(batch)
+    # Without the loss the pointer channel trains on the answers alone.
+    loss, outputs = _model(dataset, pointer=True).loss(batch)
+    assert "align_loss" not in outputs and torch.isfinite(loss)

@@ -204,3 +204,26 @@ def test_intra_gate_starts_as_cross_attention_alone_and_learns():
         for gate in gated.intra_gate.values():
             gate.fill_(1.0)
     assert not torch.allclose(gated(x, edges, types, attrs, batch, cond)[REGION], expected[REGION])
+
+
+def test_pointer_channel_returns_its_weights_and_agrees_on_both_paths():
+    block = _block(pointer=True, cross_first=True).eval()
+    assert repr(block).endswith("cross_first=True, pointer=True)")
+    x, edges, types, attrs, batch = _collate([_sample(5, 7), _sample(3, 4)])
+    out, (edge_index, alpha) = block(x, edges, types, attrs, batch, torch.randn(2, 8), return_pointer=True)
+    assert edge_index.shape == (2, 5 * 7 + 3 * 4) and alpha.shape == (5 * 7 + 3 * 4, 4)
+    # Every token's weights are a distribution over the regions of its own graph.
+    sums = torch.zeros(11, 4).index_add_(0, edge_index[0], alpha)
+    torch.testing.assert_close(sums, torch.ones(11, 4))
+    assert bool((batch[TOKEN][edge_index[0]] == batch[REGION][edge_index[1]]).all())
+    cond = torch.randn(2, 8)
+    explicit = block(x, edges, types, attrs, batch, cond)
+    implicit = block(x, {**edges, TOKEN_TO_REGION: None, REGION_TO_TOKEN: None}, types, attrs, batch, cond)
+    for nt in x:
+        torch.testing.assert_close(explicit[nt], implicit[nt], atol=1e-5, rtol=1e-5)
+    # The channel changes the regions' update; without it the block returns no weights.
+    without = _block(cross_first=True).eval()
+    without.load_state_dict({k: v for k, v in block.state_dict().items() if not k.startswith("point.")})
+    other = without(x, edges, types, attrs, batch, cond)
+    assert not torch.allclose(other[REGION], explicit[REGION])
+    assert without(x, edges, types, attrs, batch, cond, return_pointer=True)[1] is None
