@@ -16,7 +16,10 @@ FAMILIES = (
 )
 EXPECTED = [
     ("question_only", "blind"),
-    *[(m, "scene graphs") for m in ("graph_vqa", "single_stream_vqa", "no_graph_vqa", "relation_network")],
+    *[
+        (m, "scene graphs")
+        for m in ("graph_vqa", "graph_vqa", "single_stream_vqa", "no_graph_vqa", "relation_network")
+    ],
     *[
         (m, "pixels")
         for m in ("graph_vqa", "single_stream_vqa", "no_graph_vqa", "relation_network", "cnn_mlp")
@@ -44,13 +47,20 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         assert templates and all(0.0 <= v <= 1.0 for v in templates.values())
         assert {TEMPLATE_FAMILY[t] for t in templates} == set(present)
     # Pixel models read the image through a CNN: they have more parameters than their scene-graph twins.
-    params = {(r["model"], r["group"]): r["parameters"] for r in results}
-    assert params[("graph_vqa", "pixels")] > params[("graph_vqa", "scene graphs")]
+    params = {(r["label"], r["group"]): r["parameters"] for r in results}
+    assert params[("graph_vqa (pixels)", "pixels")] > params[("graph_vqa (scene graphs)", "scene graphs")]
+    # Ours trains with the pointer channel and the alignment loss; its ablation without them is its own row.
+    ours, ablation = (r for r in results if r["model"] == "graph_vqa" and r["group"] == "scene graphs")
+    assert ours["options"]["align_weight"] > 0 and ours["options"]["pointer"]
+    assert "align_weight" not in ablation["options"] and ablation["label"].startswith(
+        "graph_vqa, no alignment"
+    )
+    assert params[("graph_vqa (scene graphs)", "scene graphs")] > ablation["parameters"]
 
     summary = payload["summary"]
     assert set(summary) == {"scene graphs", "pixels"}
     for group, s in summary.items():
-        ours = next(r for r in results if r["model"] == "graph_vqa" and r["group"] == group)
+        ours = next(r for r in results if r["label"] == f"graph_vqa ({group})")
         assert s["graph_vqa_accuracy"] == ours["test"]["accuracy"]
         rivals = [r for r in results if r["group"] in (group, "blind") and r["model"] != "graph_vqa"]
         best = max(r["test"]["accuracy"] for r in rivals)
@@ -63,5 +73,7 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     assert "| graph_vqa | scene graphs |" in table and "| cnn_mlp | pixels |" in table
     assert "## Targets (issue 6)" in table and "| pixels |" in table.split("## Targets")[1]
     per_template = table.split("## Accuracy per question template")[1]
-    assert "| family | template | question_only | graph_vqa | single_stream_vqa |" in per_template
+    assert "| graph_vqa, no alignment | scene graphs |" in table
+    header = "| family | template | question_only | graph_vqa | graph_vqa, no alignment | single_stream_vqa |"
+    assert header in per_template
     assert "cnn_mlp" not in per_template  # scene-graph models and the blind one only
