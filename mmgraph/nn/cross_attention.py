@@ -43,7 +43,52 @@ def complete_edge_index(batch_src: Tensor, batch_dst: Tensor, num_graphs: Option
     return torch.stack([src, dst])
 
 
-class CrossModalAttention(nn.Module):
+class _AttentionProjections(nn.Module):
+    """The query, key, value and output projections of multi-head attention, initialised as
+    :class:`torch.nn.MultiheadAttention` initialises them (Xavier projections, zero biases)."""
+
+    def __init__(
+        self,
+        name: str,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kdim: Optional[int] = None,
+        vdim: Optional[int] = None,
+    ):
+        super().__init__()
+        if embed_dim % num_heads != 0:
+            raise InputError(
+                f"{name}: embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
+                "pick a head count that divides it."
+            )
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = dropout
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)
+        self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for lin in (self.q_proj, self.k_proj, self.v_proj):
+            nn.init.xavier_uniform_(lin.weight)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
+        self.out_proj.reset_parameters()
+        if self.out_proj.bias is not None:
+            nn.init.zeros_(self.out_proj.bias)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.embed_dim}, num_heads={self.num_heads})"
+
+
+class CrossModalAttention(_AttentionProjections):
     r"""Multi-head scaled dot-product attention from source nodes (e.g. tokens)
     to target nodes (e.g. regions) along the edges between them, with the
     softmax taken over each target node's incoming edges (`Vaswani et al. 2017
@@ -112,33 +157,7 @@ class CrossModalAttention(nn.Module):
         kdim: Optional[int] = None,
         vdim: Optional[int] = None,
     ):
-        super().__init__()
-        if embed_dim % num_heads != 0:
-            raise InputError(
-                f"CrossModalAttention: embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
-                "pick a head count that divides it."
-            )
-        self.embed_dim = embed_dim
-        self.num_heads = num_heads
-        self.head_dim = embed_dim // num_heads
-        self.dropout = dropout
-        self.kdim = kdim if kdim is not None else embed_dim
-        self.vdim = vdim if vdim is not None else embed_dim
-        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)
-        self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        # The initialisation of nn.MultiheadAttention: Xavier projections, zero biases.
-        for lin in (self.q_proj, self.k_proj, self.v_proj):
-            nn.init.xavier_uniform_(lin.weight)
-            if lin.bias is not None:
-                nn.init.zeros_(lin.bias)
-        self.out_proj.reset_parameters()
-        if self.out_proj.bias is not None:
-            nn.init.zeros_(self.out_proj.bias)
+        super().__init__("CrossModalAttention", embed_dim, num_heads, dropout, bias, kdim, vdim)
 
     @classmethod
     def load_from_multihead(cls, mha: nn.MultiheadAttention) -> CrossModalAttention:
@@ -262,9 +281,6 @@ class CrossModalAttention(nn.Module):
         )  # [G, H, Tq, D]
         out = out.transpose(1, 2).reshape(G, Tq, H * D)  # [G, Tq, E]
         return out[q_mask]  # [N_dst, E]
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.embed_dim}, num_heads={self.num_heads})"
 
 
 def _is_complete(edge_index: Tensor, batch_src: Tensor, batch_dst: Tensor, num_graphs: int) -> bool:

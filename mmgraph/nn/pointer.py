@@ -7,11 +7,11 @@ from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.utils import to_dense_batch
 
 from mmgraph.errors import InputError
-from mmgraph.nn.cross_attention import complete_edge_index
+from mmgraph.nn.cross_attention import _AttentionProjections, complete_edge_index
 from mmgraph.nn.scatter import edge_dot, edge_weighted_sum, scatter_softmax
 from mmgraph.nn.scatter import num_graphs as count_graphs
 from mmgraph.typing import OptTensor
@@ -19,7 +19,7 @@ from mmgraph.typing import OptTensor
 __all__ = ["PointerAttention"]
 
 
-class PointerAttention(nn.Module):
+class PointerAttention(_AttentionProjections):
     r"""Multi-head attention whose softmax runs over the *targets* of each
     source node: every source (e.g. a token) distributes itself over the
     target nodes (e.g. the regions) of its graph, and each target receives
@@ -70,30 +70,7 @@ class PointerAttention(nn.Module):
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
-        super().__init__()
-        if embed_dim % num_heads != 0:
-            raise InputError(
-                f"PointerAttention: embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
-                "pick a head count that divides it."
-            )
-        self.embed_dim = embed_dim
-        self.num_heads = num_heads
-        self.head_dim = embed_dim // num_heads
-        self.dropout = dropout
-        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.k_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.v_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        for lin in (self.q_proj, self.k_proj, self.v_proj):
-            nn.init.xavier_uniform_(lin.weight)
-            if lin.bias is not None:
-                nn.init.zeros_(lin.bias)
-        self.out_proj.reset_parameters()
-        if self.out_proj.bias is not None:
-            nn.init.zeros_(self.out_proj.bias)
+        super().__init__("PointerAttention", embed_dim, num_heads, dropout, bias)
 
     def forward(
         self,
@@ -183,6 +160,3 @@ class PointerAttention(nn.Module):
             return out, None
         pair_mask = src_mask.view(G, S, 1) & dst_mask.view(G, 1, T)  # [G, S, T]
         return out, alpha.permute(0, 2, 3, 1)[pair_mask]  # [E, H], grouped by source
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.embed_dim}, num_heads={self.num_heads})"
