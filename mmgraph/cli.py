@@ -227,7 +227,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from mmgraph.train.experiment import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint, args.split, args.data, args.results)
+    metrics = evaluate_checkpoint(args.checkpoint, args.split, args.data, args.results, args.templates)
     print(f"{args.checkpoint} on {args.split}: {_metrics_line(metrics)}")
     for key, value in metrics.items():
         if "/" in key:
@@ -372,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="the data folder, if not the one the run used")
     e.add_argument("--results", metavar="JSON", help="VQA: write [{question_id, answer}] here")
     e.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
+    e.add_argument(
+        "--templates",
+        action="store_true",
+        help="VQA: also the accuracy per question template (synthetic questions carry one)",
+    )
     e.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="answer a question about an image", description="Answers a question.")

@@ -107,6 +107,16 @@ def test_evaluate_writes_official_results(trained, capsys, tmp_path):
     assert "accuracy" in capsys.readouterr().out
     rows = json.loads(results.read_text())
     assert rows and set(rows[0]) == {"question_id", "answer"}
+    # --templates adds one accuracy per question template; without it there is none.
+    metrics = tmp_path / "metrics.json"
+    assert main(["evaluate", str(out / "best.pt"), "--split", "val", "--json", str(metrics)]) == 0
+    assert not any("/template/" in k for k in json.loads(metrics.read_text()))
+    assert (
+        main(["evaluate", str(out / "best.pt"), "--split", "val", "--templates", "--json", str(metrics)]) == 0
+    )
+    per_template = {k: v for k, v in json.loads(metrics.read_text()).items() if "/template/" in k}
+    assert per_template and all(0.0 <= v <= 1.0 for v in per_template.values())
+    assert "accuracy/template/" in capsys.readouterr().out
 
 
 def test_evaluate_refuses_a_corrupt_checkpoint(trained, capsys, tmp_path):

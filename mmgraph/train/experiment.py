@@ -316,10 +316,15 @@ def check_vocabularies(trained: Trained, dataset, path) -> None:
 
 
 def evaluate_checkpoint(
-    path, split: str = "test", data_root: Optional[str] = None, results: Optional[str] = None
+    path,
+    split: str = "test",
+    data_root: Optional[str] = None,
+    results: Optional[str] = None,
+    templates: bool = False,
 ):
     """Scores a checkpoint on a split; for VQA, optionally writes the official
-    results file (``[{question_id, answer}]``). Returns the metrics."""
+    results file (``[{question_id, answer}]``) and, with ``templates``, also
+    scores each question template. Returns the metrics."""
     trained = load_trained(path)
     cfg = trained.config
     if data_root is not None:
@@ -330,7 +335,7 @@ def evaluate_checkpoint(
     loader = GraphLoader(dataset, batch_size=cfg.train.batch_size)
     device = torch.device("cpu")
     with torch.no_grad():
-        metrics = evaluator_for(trained.task, builder)(trained.model, loader, device)
+        metrics = evaluator_for(trained.task, builder, templates=templates)(trained.model, loader, device)
         if results is not None:
             if trained.task != "vqa":
                 raise InputError("--results writes VQA answers; this checkpoint is a retrieval model")
