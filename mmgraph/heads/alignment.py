@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Optional, Sequence, Tuple
+
 import torch
 from torch import Tensor
 
 from mmgraph.errors import InputError
 
-__all__ = ["alignment_loss"]
+__all__ = ["alignment_loss", "mean_alignment_loss"]
 
 
 def alignment_loss(edge_index: Tensor, alpha: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
@@ -63,6 +65,15 @@ def alignment_loss(edge_index: Tensor, alpha: Tensor, target: Tensor, eps: float
     has = torch.zeros(num_src, dtype=torch.bool, device=src.device)
     has[src] = True
     return -torch.log(mass[has].clamp_min(eps)).mean()
+
+
+def mean_alignment_loss(pointers: Optional[Sequence[Tuple[Tensor, Tensor]]], target: Tensor) -> Tensor:
+    """:func:`alignment_loss` averaged over several attentions' ``(edge_index, alpha)`` (e.g. one per
+    encoder block, as :class:`~mmgraph.models.EncoderOutput` holds them in ``pointer``); ``0`` for none."""
+    terms = [alignment_loss(edge_index, alpha, target) for edge_index, alpha in pointers or []]
+    if not terms:
+        return torch.zeros((), device=target.device)
+    return torch.stack(terms).mean()
 
 
 def _match(edge_index: Tensor, pairs: Tensor) -> Tensor:

@@ -38,6 +38,7 @@ from mmgraph.typing import (
     CROSS_EDGE_TYPES,
     DEP_EDGE,
     GEOMETRY_DIM,
+    GROUNDING_EDGE,
     IMPLICIT_EDGE,
     NUM_DEP_LABELS,
     NUM_SPATIAL_CLASSES,
@@ -49,7 +50,7 @@ from mmgraph.typing import (
     OptTensor,
 )
 
-__all__ = ["MMGraphEncoderConfig", "MMGraphEncoder", "EncoderOutput", "VARIANTS"]
+__all__ = ["MMGraphEncoderConfig", "MMGraphEncoder", "EncoderOutput", "VARIANTS", "grounding_target"]
 
 VARIANTS = ("graph", "single_stream", "no_cross", "no_graph")
 POOLINGS = ("attention", "mean", "global")
@@ -501,6 +502,18 @@ class MMGraphEncoder(nn.Module):
             f"{self.__class__.__name__}(variant={c.variant!r}, hidden={c.hidden}, layers={c.layers}, "
             f"heads={c.heads}, relations={[t[1] for t in self.num_relations]})"
         )
+
+
+def grounding_target(batch: HeteroData, owner: str) -> Tensor:
+    """The batch's word-region grounding pairs ``[2, M]`` (token, region), the target of an
+    alignment loss; a clear error where the graphs were built without them."""
+    if GROUNDING_EDGE not in batch.edge_types:
+        raise InputError(
+            f"{owner}: align_weight > 0 needs the grounding edges {GROUNDING_EDGE} in every batch; build the "
+            "graphs with GraphBuilder(grounding=True) from samples with grounding spans (data.grounding=true "
+            "in a run config), or set align_weight=0."
+        )
+    return batch[GROUNDING_EDGE].edge_index
 
 
 def _batch_vector(data: HeteroData, node_type: str) -> Tensor:

@@ -41,16 +41,16 @@ from mmgraph.graph.pairs import Graphs, as_batch, pair_batch
 from mmgraph.heads import (
     ITMHead,
     LearnableTemperature,
-    alignment_loss,
     hard_negative_ranking_loss,
     info_nce_loss,
     itm_loss,
+    mean_alignment_loss,
     positive_mask,
     vse_hinge_loss,
 )
-from mmgraph.models.encoder import EncoderOutput, MMGraphEncoder, MMGraphEncoderConfig
+from mmgraph.models.encoder import EncoderOutput, MMGraphEncoder, MMGraphEncoderConfig, grounding_target
 from mmgraph.models.registry import build_config, register_model
-from mmgraph.typing import GROUNDING_EDGE, OptTensor
+from mmgraph.typing import OptTensor
 
 __all__ = [
     "RetrievalBase",
@@ -367,11 +367,14 @@ class RetrievalModel(RetrievalBase):
         pairs = torch.cat([diagonal, negatives])
         c = self.config
         if c.align_weight:
+            # The first B pairs are the batch's own graphs, in order: their nodes keep the batch's
+            # indices, so the batch's grounding pairs index them as they are.
+            target = grounding_target(batch, f"{type(self).__name__}.loss")
             features = self.cross_encoder.forward_features(
                 pair_batch(batch, batch, pairs), return_pointer=True
             )
             logits = [self.itm_head(features.fused)]
-            align = self._alignment(batch, features.pointer)
+            align = mean_alignment_loss(features.pointer, target)
             loss = loss + c.itm_weight * c.align_weight * align
             outputs["align_loss"] = align.detach()
         else:
@@ -389,21 +392,6 @@ class RetrievalModel(RetrievalBase):
         loss = loss + c.itm_weight * itm_loss(itm_logits, itm_labels, balance=c.itm_balance)
         outputs.update(itm_logits=itm_logits, itm_labels=itm_labels)
         return loss, outputs
-
-    @staticmethod
-    def _alignment(batch: HeteroData, pointer) -> Tensor:
-        """The alignment loss of the re-ranker's pointer weights on the pair batch whose first
-        ``B`` pairs are the batch's own graphs, in order: their nodes keep the batch's indices, so
-        the batch's grounding pairs index them as they are."""
-        if GROUNDING_EDGE not in batch.edge_types:
-            raise InputError(
-                f"RetrievalModel.loss: align_weight > 0 needs the grounding edges {GROUNDING_EDGE} in every "
-                "batch; build the graphs with GraphBuilder(grounding=True) from captions with grounding "
-                "spans (data.grounding=true in a run config), or set align_weight=0."
-            )
-        target = batch[GROUNDING_EDGE].edge_index
-        terms = [alignment_loss(edge_index, alpha, target) for edge_index, alpha in pointer or []]
-        return torch.stack(terms).mean() if terms else target.new_zeros((), dtype=torch.float)
 
     @torch.no_grad()
     def rerank(

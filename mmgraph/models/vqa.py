@@ -26,10 +26,9 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from mmgraph.errors import ConfigError, InputError
-from mmgraph.heads import VQAHead, alignment_loss, predict_answers, vqa_bce_loss, vqa_ce_loss
-from mmgraph.models.encoder import EncoderOutput, MMGraphEncoder, MMGraphEncoderConfig
+from mmgraph.heads import VQAHead, mean_alignment_loss, predict_answers, vqa_bce_loss, vqa_ce_loss
+from mmgraph.models.encoder import EncoderOutput, MMGraphEncoder, MMGraphEncoderConfig, grounding_target
 from mmgraph.models.registry import build_config, register_model
-from mmgraph.typing import GROUNDING_EDGE
 
 __all__ = ["VQABase", "VQAModel", "VQAModelConfig", "VQA_LOSSES", "check_vqa_config"]
 
@@ -208,17 +207,10 @@ class VQAModel(VQABase):
         weight = self.config.align_weight
         if not weight:
             return super().loss(batch)
-        if GROUNDING_EDGE not in batch.edge_types:
-            raise InputError(
-                f"{type(self).__name__}.loss: align_weight={weight} needs the grounding edges "
-                f"{GROUNDING_EDGE} in every batch; build the graphs with GraphBuilder(grounding=True) from "
-                "samples with grounding spans (data.grounding=true in a run config), or set align_weight=0."
-            )
+        target = grounding_target(batch, f"{type(self).__name__}.loss")
         features = self.encoder.forward_features(batch, return_pointer=True)
         logits = self.forward_head(features)
-        target = batch[GROUNDING_EDGE].edge_index
-        terms = [alignment_loss(edge_index, alpha, target) for edge_index, alpha in features.pointer or []]
-        align = torch.stack(terms).mean() if terms else logits.new_zeros(())
+        align = mean_alignment_loss(features.pointer, target)
         loss = self.answer_loss(logits, batch) + weight * align
         return loss, {"logits": logits, "align_loss": align.detach()}
 

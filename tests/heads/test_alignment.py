@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmgraph.errors import InputError
-from mmgraph.heads import alignment_loss
+from mmgraph.heads import alignment_loss, mean_alignment_loss
 from mmgraph.nn import scatter_softmax
 
 
@@ -53,3 +53,12 @@ def test_bad_shapes():
         alignment_loss(edge_index, torch.ones(3), torch.tensor([[0], [0]]))
     with pytest.raises(InputError, match=r"\[2, E\] and \[2, M\]"):
         alignment_loss(edge_index, torch.ones(2), torch.tensor([0, 1]))
+
+
+def test_mean_over_blocks():
+    edge_index = torch.tensor([[0, 0], [0, 1]])
+    target = torch.tensor([[0], [1]])
+    blocks = [(edge_index, torch.tensor([0.5, 0.5])), (edge_index, torch.tensor([0.9, 0.1]))]
+    expected = -(math.log(0.5) + math.log(0.1)) / 2
+    torch.testing.assert_close(mean_alignment_loss(blocks, target), torch.tensor(expected))
+    assert float(mean_alignment_loss(None, target)) == 0.0
