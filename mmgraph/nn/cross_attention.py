@@ -49,7 +49,6 @@ class _AttentionProjections(nn.Module):
 
     def __init__(
         self,
-        name: str,
         embed_dim: int,
         num_heads: int,
         dropout: float = 0.0,
@@ -60,7 +59,7 @@ class _AttentionProjections(nn.Module):
         super().__init__()
         if embed_dim % num_heads != 0:
             raise InputError(
-                f"{name}: embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
+                f"{type(self).__name__}: embed_dim={embed_dim} is not divisible by num_heads={num_heads}; "
                 "pick a head count that divides it."
             )
         self.embed_dim = embed_dim
@@ -147,17 +146,6 @@ class CrossModalAttention(_AttentionProjections):
     (``kdim == vdim``); where they differ pass ``x_src`` as a pair
     ``(x_key, x_value)``.
     """
-
-    def __init__(
-        self,
-        embed_dim: int,
-        num_heads: int,
-        dropout: float = 0.0,
-        bias: bool = True,
-        kdim: Optional[int] = None,
-        vdim: Optional[int] = None,
-    ):
-        super().__init__("CrossModalAttention", embed_dim, num_heads, dropout, bias, kdim, vdim)
 
     @classmethod
     def load_from_multihead(cls, mha: nn.MultiheadAttention) -> CrossModalAttention:

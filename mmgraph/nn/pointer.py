@@ -70,7 +70,7 @@ class PointerAttention(_AttentionProjections):
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
-        super().__init__("PointerAttention", embed_dim, num_heads, dropout, bias)
+        super().__init__(embed_dim, num_heads, dropout, bias)
 
     def forward(
         self,
