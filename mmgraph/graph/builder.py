@@ -323,23 +323,18 @@ class GraphBuilder(BaseTransform):
         data[TOKEN].num_nodes = len(ids)
         data[DEP_EDGE].edge_index = dep_index
         data[DEP_EDGE].edge_type = dep_type
-        # Cross-modal edges.
-        cross = self._cross(s, parsed)
+        # Cross-modal edges, and the grounding (computed once when both need it).
+        grounded = self._grounded(s, parsed) if self.grounding or self.cross == "grounded" else None
+        cross = self._cross(s, parsed, grounded)
+        token_shift = torch.tensor([[int(self.add_cls)], [0]])  # past the <cls> node
         if self.add_cls:
             # The text node joins every region: it is the text's summary.
             cls_edges = cross_edges.complete_cross_edges(1, r.num_regions)
-            cross = torch.cat([cls_edges, cross + torch.tensor([[1], [0]])], dim=1)
+            cross = torch.cat([cls_edges, cross + token_shift], dim=1)
         data[TOKEN_TO_REGION].edge_index = cross
         data[REGION_TO_TOKEN].edge_index = cross_edges.flip(cross)
         if self.grounding:
-            grounded = (
-                cross_edges.grounded_cross_edges(parsed.spans, s.grounding, r.num_regions, s.sample_id)
-                if s.grounding
-                else torch.empty(2, 0, dtype=torch.long)
-            )
-            data[GROUNDING_EDGE].edge_index = (
-                grounded + torch.tensor([[1], [0]]) if self.add_cls else grounded
-            )
+            data[GROUNDING_EDGE].edge_index = grounded + token_shift
         # Graph level.
         data.sample_id = s.sample_id
         data.text = s.text
@@ -351,7 +346,13 @@ class GraphBuilder(BaseTransform):
             data[key] = value
         return data
 
-    def _cross(self, s: Sample, parsed: ParsedText) -> Tensor:
+    def _grounded(self, s: Sample, parsed: ParsedText) -> Tensor:
+        """Token -> region pairs of the sample's grounding spans; none without grounding."""
+        if not s.grounding:
+            return torch.empty(2, 0, dtype=torch.long)
+        return cross_edges.grounded_cross_edges(parsed.spans, s.grounding, s.regions.num_regions, s.sample_id)
+
+    def _cross(self, s: Sample, parsed: ParsedText, grounded: Optional[Tensor]) -> Tensor:
         num_tokens, num_regions = len(parsed.tokens), s.regions.num_regions
         if self.cross == "complete":
             return cross_edges.complete_cross_edges(num_tokens, num_regions)
@@ -368,7 +369,7 @@ class GraphBuilder(BaseTransform):
                 f"{sample_prefix(s.sample_id)}cross='grounded' needs sample.grounding "
                 "([{'start', 'end', 'object'}] spans); use cross='complete' for ungrounded data"
             )
-        return cross_edges.grounded_cross_edges(parsed.spans, s.grounding, num_regions, s.sample_id)
+        return grounded
 
 
 def _check_sample(s: Sample) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -242,23 +242,23 @@ class FusionBlock(nn.Module):
         ``None`` when the block has no pointer or the batch no cross-modal pair.
         """
         x_dict = dict(x_dict)
-        pointer: List[Tuple[Tensor, Tensor]] = []
+        pointer: Optional[Tuple[Tensor, Tensor]] = None
         edge_type_dict = edge_type_dict or {}
         edge_attr_dict = edge_attr_dict or {}
         batch_dict = batch_dict or {}
         cross = self.cross and REGION in x_dict and TOKEN in x_dict
         if cross and self.cross_first:
-            self._cross(x_dict, edge_index_dict, batch_dict, cond, pointer, return_pointer)
+            pointer = self._cross(x_dict, edge_index_dict, batch_dict, cond, return_pointer)
         if self.intra:
             self._intra(x_dict, edge_index_dict, edge_type_dict, edge_attr_dict, batch_dict, cond)
         if cross and not self.cross_first:
-            self._cross(x_dict, edge_index_dict, batch_dict, cond, pointer, return_pointer)
+            pointer = self._cross(x_dict, edge_index_dict, batch_dict, cond, return_pointer)
         for node_type in NODE_TYPES:
             if node_type in x_dict:
                 x = x_dict[node_type]
                 x_dict[node_type] = x + self.drop(self.ffn[node_type](self.norm_ffn[node_type](x)))
         if return_pointer:
-            return x_dict, (pointer[0] if pointer else None)
+            return x_dict, pointer
         return x_dict
 
     def _intra(self, x_dict, edge_index_dict, edge_type_dict, edge_attr_dict, batch_dict, cond) -> None:
@@ -287,10 +287,14 @@ class FusionBlock(nn.Module):
                 out = self.intra_gate[node_type] * out
             x_dict[node_type] = x_dict[node_type] + self.drop(out)
 
-    def _cross(self, x_dict, edge_index_dict, batch_dict, cond, pointer, return_pointer) -> None:
+    def _cross(
+        self, x_dict, edge_index_dict, batch_dict, cond, return_pointer
+    ) -> Optional[Tuple[Tensor, Tensor]]:
+        """Updates ``x_dict`` in place; returns the pointer's ``(edge_index, alpha)`` when asked for and run."""
         normed = {node_type: self.norm_cross[node_type](x_dict[node_type]) for node_type in NODE_TYPES}
         num_graphs = cond.size(0) if cond is not None else count_graphs(*batch_dict.values())
         update: Dict[str, Tensor] = {}
+        weights = None
         for edge_type in (TOKEN_TO_REGION, REGION_TO_TOKEN):
             if edge_type not in edge_index_dict:
                 continue
@@ -315,11 +319,11 @@ class FusionBlock(nn.Module):
             )
             if return_pointer:
                 out, weights = out
-                pointer.append(weights)
             update[REGION] = update[REGION] + out if REGION in update else out
         # Both directions read the states from before either update.
         for node_type, out in update.items():
             x_dict[node_type] = x_dict[node_type] + self.drop(out)
+        return weights
 
     def __repr__(self) -> str:
         relations = ", ".join(f"{edge_type[1]}={count}" for edge_type, count in self.num_relations.items())
