@@ -125,6 +125,9 @@ class MMGraphEncoderConfig:
     # its value sent to the regions it picks); graph and no_graph variants. A VQA model's
     # align_weight supervises its weights with the data's grounding (mmgraph.heads.alignment_loss).
     pointer: bool = False
+    # The question (cond) also steers the geometry term of the region relation layers' attention
+    # (RelationGATConv(cond_geometry=True)): "closest to" and "furthest from" want opposite preferences.
+    cond_geometry: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -341,6 +344,7 @@ class MMGraphEncoder(nn.Module):
                         intra_gate=c.intra_gate,
                         cross_first=c.cross_first,
                         pointer=c.pointer,
+                        cond_geometry=c.cond_geometry,
                     )
                 )
         self.blocks = nn.ModuleList(blocks)

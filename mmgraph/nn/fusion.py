@@ -133,6 +133,10 @@ class FusionBlock(nn.Module):
             whose values are added to the regions' update. Its weights can be
             returned (``return_pointer=True``) for a word-region alignment
             loss (:func:`mmgraph.heads.alignment_loss`). (default: :obj:`False`)
+        cond_geometry (bool, optional): Condition the geometry term of the
+            attention of every relation layer with an ``edge_dim`` on ``cond``
+            (see :class:`RelationGATConv`), so that the question decides
+            whether near or far neighbours weigh more. (default: :obj:`False`)
 
     Shapes:
         - **input:** as above
@@ -155,6 +159,7 @@ class FusionBlock(nn.Module):
         intra_gate: bool = False,
         cross_first: bool = False,
         pointer: bool = False,
+        cond_geometry: bool = False,
     ):
         super().__init__()
         if hidden % heads != 0:
@@ -192,6 +197,7 @@ class FusionBlock(nn.Module):
                     cond_dim=cond_dim,
                     dropout=dropout,
                     num_bases=num_bases,
+                    cond_geometry=cond_geometry and dim is not None and cond_dim is not None,
                 )
             for node_type in sorted({edge_type[-1] for edge_type in self.num_relations}):
                 self.norm_intra[node_type] = nn.LayerNorm(hidden)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn import Parameter
+from torch.nn.parameter import UninitializedParameter
 from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn.aggr import SumAggregation
 from torch_geometric.nn.conv import MessagePassing
@@ -152,6 +154,7 @@ class RelationGATConv(MessagePassing):
         bias: bool = True,
         num_bases: Optional[int] = None,
         memory_efficient: bool = True,
+        cond_geometry: bool = False,
         **kwargs,
     ):
         kwargs.setdefault("aggr", "add")
@@ -160,6 +163,11 @@ class RelationGATConv(MessagePassing):
             raise InputError(f"RelationGATConv: num_relations must be >= 1 (got {num_relations}).")
         if num_bases is not None and num_bases < 1:
             raise InputError(f"RelationGATConv: num_bases must be >= 1 or None (got {num_bases}).")
+        if cond_geometry and (edge_dim is None or cond_dim is None):
+            raise InputError(
+                "RelationGATConv: cond_geometry=True conditions the geometry term on cond; it needs both "
+                f"edge_dim and cond_dim (got edge_dim={edge_dim}, cond_dim={cond_dim})."
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.num_relations = num_relations
@@ -172,6 +180,7 @@ class RelationGATConv(MessagePassing):
         self.add_self_loops = add_self_loops
         self.num_bases = num_bases
         self.memory_efficient = memory_efficient
+        self.cond_geometry = cond_geometry
 
         in_src, in_dst = (in_channels, in_channels) if isinstance(in_channels, int) else in_channels
         # Self-loops get a relation class of their own, after the user's ones.
@@ -198,6 +207,12 @@ class RelationGATConv(MessagePassing):
             self.lin_cond = Linear(cond_dim, heads * out_channels, bias=False, weight_initializer="glorot")
         else:
             self.lin_cond = None
+        if cond_geometry:
+            self.lin_cond_geo = Linear(
+                cond_dim, heads * out_channels, bias=False, weight_initializer="glorot"
+            )
+        else:
+            self.lin_cond_geo = None
         if bias:
             self.bias = Parameter(torch.empty(heads * out_channels if concat else out_channels))
         else:
@@ -219,6 +234,11 @@ class RelationGATConv(MessagePassing):
             glorot(self.att_edge)
         if self.lin_cond is not None:
             self.lin_cond.reset_parameters()
+        if self.lin_cond_geo is not None:
+            if isinstance(self.lin_cond_geo.weight, UninitializedParameter):
+                self.lin_cond_geo.reset_parameters()  # lazy cond_dim: glorot once the size is known
+            else:
+                zeros(self.lin_cond_geo.weight)  # starts as the unconditioned layer
         zeros(self.bias)
 
     def forward(
@@ -283,6 +303,10 @@ class RelationGATConv(MessagePassing):
         alpha_src = (h_src * att_node.unsqueeze(1)).sum(-1)  # [N_src, B, H]
         # a_g . b_r for every (graph, relation): the relation bias's share of the logit.
         alpha_rel = torch.einsum("ghc,rhc->grh", att, self.rel_bias).reshape(-1, H)  # [G * R, H]
+        # The geometry's attention vector, one per graph with cond_geometry.
+        att_geo = None
+        if self.lin_cond_geo is not None and cond is not None and edge_attr is not None:
+            att_geo = self.att_edge + self.lin_cond_geo(cond).view(-1, H, C)  # [G, H, C]
 
         alpha = self.edge_updater(
             edge_index,
@@ -291,6 +315,7 @@ class RelationGATConv(MessagePassing):
             alpha_rel=alpha_rel,
             edge_type=edge_type,
             edge_attr=edge_attr,
+            att_geo=att_geo,
             size=(num_src, num_dst),
         )
         if self._can_fuse():
@@ -314,6 +339,7 @@ class RelationGATConv(MessagePassing):
         alpha_rel: Tensor,
         edge_type: Tensor,
         edge_attr: OptTensor,
+        att_geo: OptTensor,
         index: Tensor,
         dim_size: Optional[int],
     ) -> Tensor:
@@ -324,7 +350,7 @@ class RelationGATConv(MessagePassing):
         rel_row = edge_type if graph_j is None else graph_j * self.rel_att.size(0) + edge_type
         logit = logit + alpha_i + self.rel_att.index_select(0, edge_type) + alpha_rel.index_select(0, rel_row)
         if self.lin_edge is not None and edge_attr is not None:
-            logit = logit + self._geometry_logit(edge_attr)
+            logit = logit + self._geometry_logit(edge_attr, att_geo, graph_j)
         logit = F.leaky_relu(logit, self.negative_slope)
         alpha = scatter_softmax(logit, index, dim_size)
         return F.dropout(alpha, p=self.dropout, training=self.training)
@@ -399,25 +425,35 @@ class RelationGATConv(MessagePassing):
             and not any(hooks)
         )
 
-    def _geometry_logit(self, edge_attr: Tensor) -> Tensor:
-        r"""The geometry term of the logits, :math:`\mathbf{a}_{\mathrm{geo}}^{h\top}\mathrm{ReLU}(\mathbf{G}^{h}\mathbf{g}_{ij})`.
+    def _geometry_logit(
+        self, edge_attr: Tensor, att_geo: OptTensor = None, graph: OptTensor = None
+    ) -> Tensor:
+        r"""The geometry term of the logits, :math:`\mathbf{a}_{\mathrm{geo}}^{h\top}\mathrm{ReLU}(\mathbf{G}^{h}\mathbf{g}_{ij})`,
+        with ``cond_geometry`` :math:`(\mathbf{a}_{\mathrm{geo}}^{h} + \mathbf{U}_{\mathrm{geo}}^{h}\mathbf{q}_g)`
+        in place of :math:`\mathbf{a}_{\mathrm{geo}}^{h}` (``att_geo`` ``[G, heads, F_out]``, ``graph``
+        the graph of each edge, ``None`` for one graph).
 
         ``[E, heads]``, in chunks of edges, each under activation
         checkpointing, so that the ``[E, heads, F_out]`` hidden layer is never
         kept for backward but recomputed chunk by chunk.
         """
+        att = self.att_edge if att_geo is None else att_geo
+        graph = graph if att_geo is not None else None
         if not self.memory_efficient or torch.compiler.is_compiling():
-            return self._geometry_term(edge_attr)
+            return self._geometry_term(edge_attr, att, graph)
         rows = max(1, scatter.EDGE_CHUNK_BYTES // (self.heads * self.out_channels * edge_attr.element_size()))
+        chunks = zip(edge_attr.split(rows), graph.split(rows) if graph is not None else repeat(None))
         if not torch.is_grad_enabled():
-            return torch.cat([self._geometry_term(chunk) for chunk in edge_attr.split(rows)])
+            return torch.cat([self._geometry_term(attr, att, g) for attr, g in chunks])
         return torch.cat(
-            [checkpoint(self._geometry_term, chunk, use_reentrant=False) for chunk in edge_attr.split(rows)]
+            [checkpoint(self._geometry_term, attr, att, g, use_reentrant=False) for attr, g in chunks]
         )
 
-    def _geometry_term(self, edge_attr: Tensor) -> Tensor:
+    def _geometry_term(self, edge_attr: Tensor, att: Tensor, graph: OptTensor) -> Tensor:
         geo = F.relu(self.lin_edge(edge_attr)).view(-1, self.heads, self.out_channels)  # [E, H, C]
-        return (geo * self.att_edge).sum(-1)  # [E, H]
+        if graph is not None:
+            att = att.index_select(0, graph)  # [E, H, C]
+        return (geo * att).sum(-1)  # [E, H]
 
     def _edge_list(
         self, edge_index: Adj, edge_type: OptTensor, edge_attr: OptTensor, num_src: int, num_dst: int

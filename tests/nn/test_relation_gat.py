@@ -77,6 +77,58 @@ def test_gradients_reach_every_parameter():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
+def test_cond_geometry_starts_as_the_unconditioned_layer_and_trains():
+    torch.manual_seed(0)
+    plain = _full_conv()
+    conditioned = RelationGATConv(
+        16,
+        8,
+        NUM_SPATIAL_CLASSES,
+        heads=2,
+        edge_dim=GEOMETRY_DIM,
+        cond_dim=5,
+        num_bases=3,
+        cond_geometry=True,
+    )
+    assert conditioned.lin_cond_geo.weight.abs().sum() == 0
+    state = plain.state_dict()
+    state["lin_cond_geo.weight"] = conditioned.lin_cond_geo.weight.detach().clone()
+    conditioned.load_state_dict(state)
+    x, edge_index, edge_type, edge_attr, batch = _batch_of_graphs()
+    cond = torch.randn(2, 5)
+    out = conditioned(x, edge_index, edge_type, edge_attr, cond, batch=batch)
+    torch.testing.assert_close(out, plain(x, edge_index, edge_type, edge_attr, cond, batch=batch))
+    out.pow(2).sum().backward()
+    assert conditioned.lin_cond_geo.weight.grad.abs().sum() > 0
+
+
+def test_cond_geometry_lets_each_graph_weigh_the_same_geometry_differently():
+    # Two copies of one graph whose nodes all carry the same state and whose edges share one relation
+    # class: only the geometry tells a node's edges apart, and only the conditions tell the copies apart.
+    edge_index, _, edge_attr = _graph(6, 18)
+    x = torch.randn(1, 16).expand(12, 16)
+    batch = torch.arange(2).repeat_interleave(6)
+    both = torch.cat([edge_index, edge_index + 6], dim=1)
+    edge_type = torch.zeros(both.size(1), dtype=torch.long)
+    cond = torch.randn(2, 5)
+    alphas = {}
+    for cond_geometry in (False, True):
+        torch.manual_seed(0)
+        conv = _full_conv(cond_geometry=cond_geometry, num_bases=None).eval()
+        _, (_, alpha) = conv(
+            x, both, edge_type, edge_attr.repeat(2, 1), cond, batch=batch, return_attention_weights=True
+        )
+        alphas[cond_geometry] = alpha.chunk(2)
+    torch.testing.assert_close(*alphas[False])  # the plain condition cancels in each softmax
+    assert not torch.allclose(*alphas[True])
+
+
+def test_cond_geometry_needs_edge_dim_and_cond_dim():
+    for kwargs in (dict(edge_dim=GEOMETRY_DIM), dict(cond_dim=5)):
+        with pytest.raises(InputError, match="cond_geometry"):
+            RelationGATConv(16, 8, 3, cond_geometry=True, **kwargs)
+
+
 def test_relation_class_geometry_and_condition_change_the_output():
     conv = _full_conv().eval()
     x = torch.randn(8, 16)
@@ -299,16 +351,18 @@ def _batch_of_graphs():
     return x, edge_index, edge_type, edge_attr, batch
 
 
+@pytest.mark.parametrize("cond_geometry", [False, True], ids=["", "cond_geometry"])
 @pytest.mark.parametrize("num_bases", [None, 3])
 @pytest.mark.parametrize("chunk_bytes", [512, 2**22], ids=["many_chunks", "one_chunk"])
 # 13 classes: the relation biases are weighted per target and class ([N, R, heads]); 200: per edge.
 @pytest.mark.parametrize("num_relations", [NUM_SPATIAL_CLASSES, 200], ids=["per_class", "per_edge"])
 def test_memory_efficient_path_equals_propagate_with_gradients(
-    monkeypatch, num_bases, chunk_bytes, num_relations
+    monkeypatch, num_bases, chunk_bytes, num_relations, cond_geometry
 ):
     monkeypatch.setattr(scatter_module, "EDGE_CHUNK_BYTES", chunk_bytes)
-    conv = _full_conv(num_relations, num_bases=num_bases, add_self_loops=True)
-    reference = _full_conv(num_relations, num_bases=num_bases, add_self_loops=True, memory_efficient=False)
+    args = dict(num_bases=num_bases, add_self_loops=True, cond_geometry=cond_geometry)
+    conv = _full_conv(num_relations, **args)
+    reference = _full_conv(num_relations, memory_efficient=False, **args)
     reference.load_state_dict(conv.state_dict())
     x, edge_index, edge_type, edge_attr, batch = _batch_of_graphs()
     edges = edge_index.size(1) + x.size(0)  # with self-loops
