@@ -56,6 +56,17 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         "graph_vqa, no alignment"
     )
     assert params[("graph_vqa (scene graphs)", "scene graphs")] > ablation["parameters"]
+    # Ours on scene graphs passes messages over the spatial graph only.
+    assert ours["options"]["edge_types"] == [["region", "spatial", "region"]]
+    # The no-graph ablation is ours without the message passing: it keeps the pointer and the loss.
+    for r in results:
+        if r["model"] == "no_graph_vqa":
+            assert r["options"]["align_weight"] > 0 and r["options"]["pointer"]
+    # Scene-graph (and blind) models and pixel models each get their own budget.
+    settings = payload["settings"]
+    for r in results:
+        key = "pixel_budget_seconds" if r["group"] == "pixels" else "budget_seconds"
+        assert r["budget_seconds"] == settings[key]
 
     summary = payload["summary"]
     assert set(summary) == {"scene graphs", "pixels"}
