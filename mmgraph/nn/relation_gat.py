@@ -119,6 +119,15 @@ class RelationGATConv(MessagePassing):
             :meth:`message`, which still runs where PyG needs it: explain
             mode, message/aggregate hooks, another ``aggr`` or ``flow``.
             (default: :obj:`True`)
+        cond_geometry (bool, optional): Condition the geometry term on
+            ``cond`` as well: :math:`\mathbf{a}_{\mathrm{geo}}^{h}` becomes
+            :math:`\mathbf{a}_{\mathrm{geo}}^{h} + \mathbf{U}_{\mathrm{geo}}^{h}\mathbf{q}_g`,
+            so that the question decides which geometry a node prefers ("the
+            object closest to" and "furthest from" want opposite ones); the
+            plain condition cannot, as it only shifts the message term.
+            :math:`\mathbf{U}_{\mathrm{geo}}` starts at zero, so the layer
+            starts as the unconditioned one. Needs ``edge_dim`` and
+            ``cond_dim``. (default: :obj:`False`)
         **kwargs (optional): Further arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 

@@ -227,3 +227,20 @@ def test_pointer_channel_returns_its_weights_and_agrees_on_both_paths():
     other = without(x, edges, types, attrs, batch, cond)
     assert not torch.allclose(other[REGION], explicit[REGION])
     assert without(x, edges, types, attrs, batch, cond, return_pointer=True)[1] is None
+
+
+def test_cond_geometry_reaches_the_relation_layers_with_geometry_only():
+    block = _block(cond_geometry=True)
+    with_geometry = {key for key, conv in block.convs.items() if conv.lin_cond_geo is not None}
+    assert with_geometry == {"region__spatial__region"}  # the only type with an edge_dim here
+    x, edges, types, attrs, batch = _collate([_sample(5, 7), _sample(3, 4)])
+    cond = torch.randn(2, 8)
+    # It starts as the plain block and its conditioning trains.
+    plain = _block()
+    plain.load_state_dict(block.state_dict(), strict=False)
+    out = block(x, edges, types, attrs, batch, cond)
+    torch.testing.assert_close(out[REGION], plain(x, edges, types, attrs, batch, cond)[REGION])
+    out[REGION].pow(2).sum().backward()
+    assert block.convs["region__spatial__region"].lin_cond_geo.weight.grad.abs().sum() > 0
+    # Without a condition the block has nothing to steer the geometry with.
+    assert all(conv.lin_cond_geo is None for conv in _block(cond_geometry=True, cond_dim=None).convs.values())
