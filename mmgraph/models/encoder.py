@@ -128,6 +128,8 @@ class MMGraphEncoderConfig:
     # The question (cond) also steers the geometry term of the region relation layers' attention
     # (RelationGATConv(cond_geometry=True)): "closest to" and "furthest from" want opposite preferences.
     cond_geometry: bool = False
+    # With intra_gate: each graph's gate also depends on its question (FusionBlock(cond_gate=True)).
+    cond_gate: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -154,6 +156,11 @@ class MMGraphEncoderConfig:
             raise ConfigError(
                 f"MMGraphEncoderConfig: pointer=True is part of the cross-modal sub-layer of the graph and "
                 f"no_graph variants; variant={self.variant!r} has none. Set pointer=False."
+            )
+        if self.cond_gate and not (self.intra_gate and self.cond):
+            raise ConfigError(
+                "MMGraphEncoderConfig: cond_gate=True makes the intra_gate depend on the question; it needs "
+                f"intra_gate=True and cond=True (got intra_gate={self.intra_gate}, cond={self.cond})."
             )
         if self.vocab_size is None and self.token_feature_dim is None and self.text_model_dir is None:
             raise ConfigError(
@@ -345,6 +352,7 @@ class MMGraphEncoder(nn.Module):
                         cross_first=c.cross_first,
                         pointer=c.pointer,
                         cond_geometry=c.cond_geometry,
+                        cond_gate=c.cond_gate and self.uses_cond,
                     )
                 )
         self.blocks = nn.ModuleList(blocks)

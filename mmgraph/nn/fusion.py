@@ -133,6 +133,11 @@ class FusionBlock(nn.Module):
             whose values are added to the regions' update. Its weights can be
             returned (``return_pointer=True``) for a word-region alignment
             loss (:func:`mmgraph.heads.alignment_loss`). (default: :obj:`False`)
+        cond_gate (bool, optional): With ``intra_gate`` and ``cond_dim``, each
+            graph's gate is the learnable scalar plus a linear function of its
+            ``cond`` (starting at zero), so that the question decides how much
+            of the graph messages its nodes take in (e.g. none for a question
+            that compares two named objects' colours). (default: :obj:`False`)
         cond_geometry (bool, optional): Condition the geometry term of the
             attention of every relation layer with an ``edge_dim`` on ``cond``
             (see :class:`RelationGATConv`), so that the question decides
@@ -160,6 +165,7 @@ class FusionBlock(nn.Module):
         cross_first: bool = False,
         pointer: bool = False,
         cond_geometry: bool = False,
+        cond_gate: bool = False,
     ):
         super().__init__()
         if hidden % heads != 0:
@@ -170,6 +176,11 @@ class FusionBlock(nn.Module):
                     f"FusionBlock: num_relations lists {edge_type}, which joins two node types; list only "
                     "intra-modal edge types there (cross edges always use CrossModalAttention)."
                 )
+        if cond_gate and not (intra_gate and cond_dim is not None):
+            raise InputError(
+                f"FusionBlock: cond_gate=True makes the intra_gate depend on cond; it needs intra_gate=True and "
+                f"cond_dim (got intra_gate={intra_gate}, cond_dim={cond_dim})."
+            )
         self.hidden = hidden
         self.heads = heads
         self.num_relations = dict(num_relations)
@@ -206,6 +217,15 @@ class FusionBlock(nn.Module):
             if intra_gate
             else None
         )
+        # The question's share of each node type's gate: one value per graph, starting at zero.
+        self.gate_cond = (
+            nn.ModuleDict({node_type: nn.Linear(cond_dim, 1, bias=False) for node_type in self.norm_intra})
+            if cond_gate
+            else None
+        )
+        if self.gate_cond is not None:
+            for lin in self.gate_cond.values():
+                nn.init.zeros_(lin.weight)
         self.attn = nn.ModuleDict()
         self.norm_cross = nn.ModuleDict()
         if cross:
@@ -229,6 +249,9 @@ class FusionBlock(nn.Module):
         if self.intra_gate is not None:
             for gate in self.intra_gate.values():
                 nn.init.zeros_(gate)
+        if self.gate_cond is not None:
+            for lin in self.gate_cond.values():
+                nn.init.zeros_(lin.weight)
 
     def forward(
         self,
@@ -290,7 +313,12 @@ class FusionBlock(nn.Module):
             update[node_type] = out if node_type not in update else update[node_type] + out
         for node_type, out in update.items():
             if self.intra_gate is not None:
-                out = self.intra_gate[node_type] * out
+                gate = self.intra_gate[node_type]
+                if self.gate_cond is not None and cond is not None:
+                    per_graph = gate + self.gate_cond[node_type](cond)  # [G, 1]
+                    batch = batch_dict.get(node_type)
+                    gate = per_graph[0] if batch is None else per_graph.index_select(0, batch)  # [N, 1]
+                out = gate * out
             x_dict[node_type] = x_dict[node_type] + self.drop(out)
 
     def _cross(

@@ -14,7 +14,7 @@ from mmgraph.models import (
     create_model,
     model_kwargs_from_dataset,
 )
-from mmgraph.typing import GROUNDING_EDGE
+from mmgraph.typing import GROUNDING_EDGE, REGION
 
 GENERATE = dict(num_images=10, questions_per_image=5, captions_per_image=1, seed=1, image_size=24)
 SMALL = dict(hidden=32, layers=1, heads=2, dropout=0.0, head_dropout=0.0)
@@ -186,3 +186,15 @@ def test_alignment_config_and_input_errors(dataset, batch):
     # Without the loss the pointer channel trains on the answers alone.
     loss, outputs = _model(dataset, pointer=True).loss(batch)
     assert "align_loss" not in outputs and torch.isfinite(loss)
+
+
+def test_question_conditioned_gate_and_geometry_options(dataset, batch):
+    model = _model(dataset, cond_gate=True, cond_geometry=True)
+    block = model.encoder.blocks[0]
+    assert block.gate_cond is not None and REGION in block.gate_cond
+    assert block.convs["region__spatial__region"].lin_cond_geo is not None
+    loss, _ = model.loss(batch)
+    loss.backward()
+    assert block.gate_cond[REGION].weight.grad is not None
+    with pytest.raises(ConfigError, match="cond_gate=True makes the intra_gate depend on the question"):
+        _model(dataset, cond_gate=True, intra_gate=False)

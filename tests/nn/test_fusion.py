@@ -244,3 +244,38 @@ def test_cond_geometry_reaches_the_relation_layers_with_geometry_only():
     assert block.convs["region__spatial__region"].lin_cond_geo.weight.grad.abs().sum() > 0
     # Without a condition the block has nothing to steer the geometry with.
     assert all(conv.lin_cond_geo is None for conv in _block(cond_geometry=True, cond_dim=None).convs.values())
+
+
+def test_cond_gate_starts_as_the_plain_gate_and_opens_per_question():
+    torch.manual_seed(0)
+    conditioned = _block(intra_gate=True, cond_gate=True)
+    plain = _block(intra_gate=True)
+    unexpected = plain.load_state_dict(conditioned.state_dict(), strict=False).unexpected_keys
+    assert unexpected and all(k.startswith("gate_cond.") for k in unexpected)
+    x, edges, types, attrs, batch = _collate([_sample(5, 7), _sample(3, 4)])
+    cond = torch.randn(2, 8)
+    out = conditioned(x, edges, types, attrs, batch, cond)
+    for node_type in (REGION, TOKEN):
+        torch.testing.assert_close(out[node_type], plain(x, edges, types, attrs, batch, cond)[node_type])
+    (out[REGION].pow(2).sum() + out[TOKEN].pow(2).sum()).backward()
+    assert all(lin.weight.grad.abs().sum() > 0 for lin in conditioned.gate_cond.values())
+    # With the scalar gate closed, a question whose gate is open lets its graph's messages in, and
+    # only its graph's: the other graph, whose question keeps its gate at zero, has no intra update.
+    closed = _block(intra=False)
+    closed.load_state_dict(conditioned.state_dict(), strict=False)
+    with torch.no_grad():
+        for lin in conditioned.gate_cond.values():
+            lin.weight.copy_(torch.eye(8)[:1])  # gate = cond[:, 0]
+    cond = torch.tensor([[1.0] + [0.0] * 7, [0.0] * 8])
+    out = conditioned(x, edges, types, attrs, batch, cond)
+    reference = closed(x, edges, types, attrs, batch, cond)
+    first = batch[REGION] == 0
+    assert not torch.allclose(out[REGION][first], reference[REGION][first])
+    torch.testing.assert_close(out[REGION][~first], reference[REGION][~first])
+
+
+def test_cond_gate_needs_the_gate_and_a_condition():
+    with pytest.raises(InputError, match="cond_gate"):
+        _block(cond_gate=True)
+    with pytest.raises(InputError, match="cond_gate"):
+        _block(intra_gate=True, cond_gate=True, cond_dim=None)
