@@ -122,7 +122,7 @@ questions, ahead of every baseline; the table says whether they were met.
 
 Usage::
 
-    python benchmarks/vqa_synthetic.py                 # full: about 26 minutes on 2 cores
+    python benchmarks/vqa_synthetic.py                 # full: about 28 minutes on 2 cores
     python benchmarks/vqa_synthetic.py --quick         # tiny data, seconds per model (the tests)
     python benchmarks/vqa_synthetic.py --budget 600 --images 8000
 """
