@@ -19,6 +19,7 @@ from mmgraph.graph.regions import (
     regions_from_scene_graph,
     scene_graph_vocabularies,
 )
+from mmgraph.graph.segments import find_segments, match_segments, regions_from_segments, segment_feature_dim
 from mmgraph.graph.spatial import (
     complete_edges,
     complete_edges_batch,
@@ -56,11 +57,13 @@ __all__ = [
     "complete_edges",
     "complete_edges_batch",
     "dependency_edges",
+    "find_segments",
     "grid_boxes",
     "grounded_cross_edges",
     "knn_edges",
     "knn_edges_batch",
     "make_parser",
+    "match_segments",
     "negative_pairs",
     "normalize_boxes",
     "pair_batch",
@@ -70,9 +73,11 @@ __all__ = [
     "regions_from_detections",
     "regions_from_feature_map",
     "regions_from_scene_graph",
+    "regions_from_segments",
     "sample_from_data",
     "sample_to_data",
     "scene_graph_vocabularies",
+    "segment_feature_dim",
     "spatial_relations",
     "spatial_relations_batch",
     "spatial_relations_reference",
