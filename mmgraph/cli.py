@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--split", default="train")
     i.add_argument("--index", type=int, default=0, help="which sample (default: 0)")
     i.add_argument("--parser", choices=("spacy", "sequential"), default="spacy")
-    i.add_argument("--regions", choices=("scene_graph", "pixels"), default="scene_graph")
+    i.add_argument("--regions", choices=("scene_graph", "pixels", "segments"), default="scene_graph")
     i.add_argument("--edges", nargs="+", default=["spatial", "dep"], help="edge relations to draw")
     i.add_argument("--out", default="graph.png", help="the PNG to write (default: graph.png)")
     i.set_defaults(func=cmd_inspect)

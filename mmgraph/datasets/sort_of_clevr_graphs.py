@@ -8,6 +8,7 @@ format and the reader are in :mod:`mmgraph.datasets.sort_of_clevr`.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -16,7 +17,9 @@ from torch_geometric.data import HeteroData
 
 from mmgraph.datasets.base import GraphDataset, PathLike, file_fingerprint
 from mmgraph.datasets.sort_of_clevr import (
+    COLORS_BGR,
     SORT_OF_CLEVR_ANSWERS,
+    SORT_OF_CLEVR_COLORS,
     SortOfClevrSample,
     generate_sort_of_clevr,
     read_sort_of_clevr,
@@ -25,18 +28,31 @@ from mmgraph.errors import InputError
 from mmgraph.graph.boxes import grid_boxes
 from mmgraph.graph.builder import GraphBuilder, Sample
 from mmgraph.graph.regions import Regions
+from mmgraph.graph.segments import regions_from_segments
 from mmgraph.graph.vocab import PAD, UNK, Vocabulary
+
+#: Where region nodes come from: the cells of a grid over the pixels, or the objects found in them.
+REGION_MODES = ("pixels", "segments")
 
 
 class SortOfClevr(GraphDataset):
     r"""Sort-of-CLEVR questions, one graph per question, over the pixels of
     its image.
 
-    Region nodes are the cells of a ``grid x grid`` grid over the image
-    (``box`` from :func:`~mmgraph.graph.boxes.grid_boxes`, no ``x``): the
-    model computes their features from ``image`` (``uint8 [1, 3, 75, 75]``,
-    RGB; batched ``[B, 3, 75, 75]``) with a CNN whose output grid they are,
-    as Relation Networks do with its 5 x 5 grid of 24-channel cells. Token
+    Region nodes are, with ``regions="pixels"`` (the default), the cells of a
+    ``grid x grid`` grid over the image (``box`` from
+    :func:`~mmgraph.graph.boxes.grid_boxes`, no ``x``): the model computes
+    their features from ``image`` (``uint8 [1, 3, 75, 75]``, RGB; batched
+    ``[B, 3, 75, 75]``) with a CNN whose output grid they are, as Relation
+    Networks do with its 5 x 5 grid of 24-channel cells. With
+    ``regions="segments"`` they are the objects found in the pixels
+    (:func:`~mmgraph.graph.segments.regions_from_segments`: one region per
+    connected patch of one colour, its box and, as ``x``, its own pixels and
+    mask resampled to ``crop x crop``), as a detector would propose them; the
+    graphs then hold no image, and each question's ``grounding`` says which
+    found regions its colour phrases name ("the red object": the region
+    whose pixels are the palette's red), for a training-only alignment loss
+    (build with ``GraphBuilder(grounding=True)``). Token
     nodes are the English form of the one-hot question (e.g. "What is the
     shape of the object closest to the red object?") with its dependency
     arcs. ``y`` indexes :attr:`answers`, which holds Sort-of-CLEVR's ten
@@ -70,7 +86,11 @@ class SortOfClevr(GraphDataset):
             ``root/processed``.
         split (str): ``"train"``, ``"val"`` or ``"test"``. (default: ``"train"``)
         file (str): the pickle's file name. (default: ``"sort_of_clevr.pickle"``)
+        regions (str): ``"pixels"`` (grid cells) or ``"segments"`` (found
+            objects). (default: ``"pixels"``)
         grid (int): the side of the region grid. (default: ``5``)
+        crop (int): with ``regions="segments"``, the side each object's box is
+            resampled to for its features. (default: ``8``)
         val_images (int): training images held out as ``"val"``. (default: ``0``)
         generate (dict, optional): generate a missing file with these
             :func:`~mmgraph.datasets.sort_of_clevr.generate_sort_of_clevr`
@@ -108,14 +128,22 @@ class SortOfClevr(GraphDataset):
         root: PathLike,
         split: str = "train",
         file: str = "sort_of_clevr.pickle",
+        regions: str = "pixels",
         grid: int = 5,
+        crop: int = 8,
         val_images: int = 0,
         generate: Optional[Mapping[str, Any]] = None,
         builder: Optional[GraphBuilder] = None,
         **kwargs: Any,
     ):
+        if regions not in REGION_MODES:
+            raise InputError(
+                f"SortOfClevr: unknown regions mode {regions!r}; choose from {list(REGION_MODES)}"
+            )
         if grid < 1:
             raise InputError(f"grid must be >= 1, got {grid}")
+        if crop < 1:
+            raise InputError(f"crop must be >= 1, got {crop}")
         if val_images < 0:
             raise InputError(f"val_images must be >= 0, got {val_images}")
         if split == "val" and val_images == 0:
@@ -124,7 +152,9 @@ class SortOfClevr(GraphDataset):
                 "training images as 'val'"
             )
         self.file = file
+        self.regions_mode = regions
         self.grid = grid
+        self.crop = crop
         self.val_images = val_images
         self.generate = dict(generate) if generate is not None else None
         self._file_cache: Optional[Tuple[Any, Dict[str, List[SortOfClevrSample]]]] = None
@@ -146,14 +176,19 @@ class SortOfClevr(GraphDataset):
         generate_sort_of_clevr(Path(self.raw_dir, self.file), **self.generate)
 
     def default_builder(self) -> GraphBuilder:
+        if self.regions_mode == "segments":
+            return GraphBuilder(parser="spacy", region_edges=("spatial",))  # six objects, as a scene graph's
         # Regions are the cells of a pixel grid: their 8 nearest neighbours (the spatial graph would
         # link nearly every pair of cells).
         return GraphBuilder(parser="spacy", region_edges=("knn",), knn_k=8)
 
     def dataset_settings(self) -> Dict[str, Any]:
+        segments = self.regions_mode == "segments"
         return {
             "file": [self.file, file_fingerprint(Path(self.raw_dir, self.file))],
-            "grid": self.grid,
+            "regions": self.regions_mode,
+            "grid": None if segments else self.grid,
+            "crop": self.crop if segments else None,
             "val_images": self.val_images,
         }
 
@@ -178,13 +213,18 @@ class SortOfClevr(GraphDataset):
         _, h, w = images[0].image.shape
         size = (float(w), float(h))
         # One grid for every image: read_sort_of_clevr checks that they share a shape.
-        regions = Regions(grid_boxes(self.grid, self.grid, size), size, sample_id=f"{split} grid")
+        grid = Regions(grid_boxes(self.grid, self.grid, size), size, sample_id=f"{split} grid")
         self._split_images[split] = torch.stack([s.image for s in images])  # [N, 3, H, W]
         samples = []
         for i, image in enumerate(images):
+            regions, colours = grid, None
+            if self.regions_mode == "segments":
+                regions = regions_from_segments(image.image, crop=self.crop, sample_id=f"{split} image {i}")
+                colours = segment_colours(regions.features, self.crop)
             for j, q in enumerate(image.questions):
                 extra = {"family": q.family, "subtype": q.subtype, "answer": q.answer, "image_index": i}
-                samples.append(Sample(regions, q.question, f"{split}/{i}/{j}", extra=extra))
+                grounding = colour_grounding(q.question, q.colors, colours) if colours is not None else None
+                samples.append(Sample(regions, q.question, f"{split}/{i}/{j}", None, grounding, extra))
         return samples
 
     def make_answer_vocab(self, train: Sequence[Sample]) -> Vocabulary:
@@ -200,11 +240,44 @@ class SortOfClevr(GraphDataset):
         os.replace(tmp, path)
 
     def _stores_graphs_as_got(self) -> bool:
-        return False  # get() attaches the image
+        # With grid regions get() attaches the image.
+        return self.regions_mode == "segments" and super()._stores_graphs_as_got()
 
     def get(self, idx: int) -> HeteroData:
         data = super().get(idx)
+        if self.regions_mode == "segments":
+            return data  # the regions carry their pixels
         i = int(data.image_index)
         # A copy: a transform that edits the image in place must not edit the stored one.
         data.image = self.images[i : i + 1].clone()  # [1, 3, H, W]
         return data
+
+
+def segment_colours(features: torch.Tensor, crop: int) -> List[Optional[str]]:
+    """The Sort-of-CLEVR colour name of each found region (``None`` for a colour not in the palette),
+    read from its features (:func:`~mmgraph.graph.segments.regions_from_segments`: masked RGB and mask):
+    the mean colour of the segment's pixels."""
+    cut = features.view(-1, 4, crop * crop)
+    mean = cut[:, :3].sum(-1) / cut[:, 3].sum(-1, keepdim=True).clamp_min(1e-12)  # [R, 3] in [0, 1]
+    palette = torch.tensor([bgr[::-1] for bgr in COLORS_BGR], dtype=mean.dtype) / 255  # [6, 3] RGB
+    distance, index = (mean[:, None] - palette[None]).abs().amax(-1).min(-1)  # [R]
+    return [
+        SORT_OF_CLEVR_COLORS[k] if d < 2 / 255 else None for d, k in zip(distance.tolist(), index.tolist())
+    ]
+
+
+def colour_grounding(
+    question: str, named: Sequence[str], colours: Sequence[Optional[str]]
+) -> List[Dict[str, int]]:
+    """The question's word-region grounding: each named colour's phrase (``"red object"``, or the
+    colour word alone) names the found regions of that colour. For a training-only alignment loss
+    (``grounding=True`` in the builder); a colour with no such region grounds nothing."""
+    out = []
+    for colour in dict.fromkeys(named):
+        match = re.search(rf"\b{re.escape(colour)}(?: object)?\b", question)
+        if match is None:
+            continue
+        for k, found in enumerate(colours):
+            if found == colour:
+                out.append({"start": match.start(), "end": match.end(), "object": k})
+    return out

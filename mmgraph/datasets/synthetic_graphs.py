@@ -21,9 +21,12 @@ from mmgraph.errors import DataFormatError, InputError
 from mmgraph.graph.boxes import grid_boxes
 from mmgraph.graph.builder import GraphBuilder, Sample
 from mmgraph.graph.regions import Regions, regions_from_scene_graph, scene_graph_vocabularies
+from mmgraph.graph.segments import match_segments, regions_from_segments
 from mmgraph.graph.vocab import Vocabulary
 
-REGION_MODES = ("scene_graph", "pixels")
+#: Region nodes from the scene graph's objects, the cells of a CNN's grid over the pixels, or the
+#: objects found in the pixels (:func:`~mmgraph.graph.segments.regions_from_segments`).
+REGION_MODES = ("scene_graph", "pixels", "segments")
 
 
 class _SyntheticBase(GraphDataset):
@@ -76,8 +79,9 @@ class _SyntheticBase(GraphDataset):
         self, split: str
     ) -> Tuple[Dict[str, Regions], Dict[str, torch.Tensor], Dict[str, List[List[int]]]]:
         """Regions (and, for pixel models, the image) of every scene of a split; and, for pixel
-        models, the grid cells of each object (the region nodes its grounding names)."""
-        scenes, _, _ = load_synthetic(self.raw_dir, split, check_images=self.regions_mode == "pixels")
+        models, the grid cells of each object (for found objects, the region found for it): the region
+        nodes its grounding names."""
+        scenes, _, _ = load_synthetic(self.raw_dir, split, check_images=self.regions_mode != "scene_graph")
         regions: Dict[str, Regions] = {}
         images: Dict[str, torch.Tensor] = {}
         cells: Dict[str, List[List[int]]] = {}
@@ -89,6 +93,15 @@ class _SyntheticBase(GraphDataset):
                 regions[sc["image_id"]] = regions_from_scene_graph(
                     objects, relations, size, *vocabs, sample_id=sc["image_id"]
                 )
+        elif self.regions_mode == "segments":
+            for sc in scenes:
+                # Region nodes are the objects found in the pixels, with their pixels as features; an
+                # object's grounding names the region found for it (none when it was not found alone).
+                image = _read_image(Path(self.raw_dir, sc["image"]))[0]
+                found = regions_from_segments(image, sample_id=sc["image_id"])
+                regions[sc["image_id"]] = found
+                boxes = torch.tensor([o["box"] for o in sc["objects"]], dtype=torch.float).view(-1, 4)
+                cells[sc["image_id"]] = [[] if k is None else [k] for k in match_segments(found.boxes, boxes)]
         else:
             for sc in scenes:
                 size = (float(sc["width"]), float(sc["height"]))
@@ -103,7 +116,7 @@ class _SyntheticBase(GraphDataset):
 
     def _grounding(self, grounding: List[Dict[str, int]], cells: Dict[str, List[List[int]]], image_id: str):
         """The grounding spans with region ids: object ids for scene graphs, each object's grid cells
-        for pixels."""
+        for pixels, the region found for each object for segments."""
         if not cells:
             return grounding
         objects = cells[image_id]
@@ -174,7 +187,8 @@ class SyntheticVQA(_SyntheticBase):
     Args:
         root (str): the folder written by ``mmgraph generate``.
         split (str): ``"train"``, ``"val"`` or ``"test"``.
-        regions (str): ``"scene_graph"`` or ``"pixels"``. (default: ``"scene_graph"``)
+        regions (str): ``"scene_graph"``, ``"pixels"`` or ``"segments"`` (the objects found in the
+            pixels, :func:`~mmgraph.graph.segments.regions_from_segments`). (default: ``"scene_graph"``)
         grid (int): the side of the pixel grid. (default: ``8``)
         generate (dict, optional): when the files are missing, generate them
             with these :func:`~mmgraph.datasets.synthetic.generate_dataset` arguments.

@@ -44,7 +44,10 @@ class DataConfig:
         "synthetic-vqa"
     )
     root: str = "data/synthetic"  # the data set's folder
-    regions: Literal["scene_graph", "pixels"] = "scene_graph"  # synthetic data sets: region nodes from
+    # Region nodes of the synthetic data sets and Sort-of-CLEVR: scene-graph objects (synthetic only), the
+    # cells of a CNN's grid over the pixels, or the objects found in the pixels (flat colours; segments.py).
+    # Sort-of-CLEVR has no scene graphs: anything but "segments" is its grid.
+    regions: Literal["scene_graph", "pixels", "segments"] = "scene_graph"
     grid: int = 8  # pixel grid side (synthetic pixels mode, Sort-of-CLEVR)
     features: Optional[str] = None  # VQA v2 / Karpathy: the region feature file or folder
     generate: int = 0  # synthetic / Sort-of-CLEVR: generate this many images if the folder has no data
@@ -96,7 +99,7 @@ def region_edges_of(cfg: DataConfig) -> Tuple[str, ...]:
     (synthetic ``regions="pixels"``, Sort-of-CLEVR), ``("spatial",)`` otherwise."""
     if cfg.region_edges is not None:
         return tuple(cfg.region_edges)
-    grid = cfg.regions == "pixels" or cfg.dataset == "sort-of-clevr"
+    grid = cfg.regions == "pixels" or (cfg.dataset == "sort-of-clevr" and cfg.regions != "segments")
     return ("knn",) if grid else ("spatial",)
 
 
@@ -130,8 +133,15 @@ def load_split(cfg: DataConfig, split: str, builder: Optional[GraphBuilder] = No
         generate = (
             {"train_size": cfg.generate, "test_size": max(1, cfg.generate // 10)} if cfg.generate else None
         )
+        regions = "segments" if cfg.regions == "segments" else "pixels"
         return datasets.SortOfClevr(
-            root, split, grid=cfg.grid, val_images=cfg.val_images, generate=generate, builder=builder
+            root,
+            split,
+            regions=regions,
+            grid=cfg.grid,
+            val_images=cfg.val_images,
+            generate=generate,
+            builder=builder,
         )
     if cfg.dataset == "vqa-v2":
         return datasets.VQAv2(root, split, features=cfg.features or "features", builder=builder)

@@ -2,12 +2,18 @@ import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from mmgraph.datasets.sort_of_clevr import SORT_OF_CLEVR_ANSWERS, generate_sort_of_clevr, read_sort_of_clevr
-from mmgraph.datasets.sort_of_clevr_graphs import SortOfClevr
+from mmgraph.datasets.sort_of_clevr import (
+    SORT_OF_CLEVR_ANSWERS,
+    SORT_OF_CLEVR_COLORS,
+    generate_sort_of_clevr,
+    read_sort_of_clevr,
+)
+from mmgraph.datasets.sort_of_clevr_graphs import SortOfClevr, colour_grounding, segment_colours
 from mmgraph.errors import DataFormatError, InputError
 from mmgraph.graph import GraphBuilder, Vocabulary, grid_boxes
+from mmgraph.graph.segments import segment_feature_dim
 from mmgraph.graph.vocab import PAD, UNK
-from mmgraph.typing import REGION, TOKEN
+from mmgraph.typing import GROUNDING_EDGE, REGION, TOKEN
 
 
 def seq_builder():
@@ -90,3 +96,37 @@ def test_generate_when_missing_and_missing_file(tmp_path):
     )
     assert (tmp_path / "gen" / "sort_of_clevr.pickle").exists()
     assert len(ds) == 3 * 4 and {d.family for d in ds} == {"nonrel", "rel"}
+
+
+def test_found_objects_are_the_six_objects_with_their_colour_grounded(root):
+    builder = GraphBuilder(parser="sequential", region_edges=("spatial",), grounding=True)
+    ds = SortOfClevr(root, "test", regions="segments", builder=builder)
+    assert ds.processed_paths[0] != SortOfClevr(root, "test", builder=seq_builder()).processed_paths[0]
+    _, test = read_sort_of_clevr(root / "sort_of_clevr.pickle")
+    questions = [q for s in test for q in s.questions]
+    assert len(ds) == len(questions)
+    for data, q in zip(ds, questions):
+        assert "image" not in data and data.text == q.question
+        assert data[REGION].num_nodes == 6 and data[REGION].x.shape == (6, segment_feature_dim(8))
+        colours = segment_colours(data[REGION].x, 8)
+        assert sorted(colours) == sorted(SORT_OF_CLEVR_COLORS)  # one object of each colour, all found
+        # Each named colour's phrase points at the region of that colour, and nothing else is grounded.
+        targets = {int(r) for r in data[GROUNDING_EDGE].edge_index[1]}
+        assert targets == {colours.index(c) for c in q.colors}
+    batch = next(iter(DataLoader(ds, batch_size=4)))
+    assert batch[REGION].x.shape == (24, 256) and "image" not in batch
+
+
+def test_colour_grounding_spans():
+    text = "What is the shape of the object closest to the red object?"
+    spans = colour_grounding(text, ["red"], ["blue", "red", None])
+    assert spans == [{"start": 47, "end": 57, "object": 1}] and text[47:57] == "red object"
+    assert colour_grounding(text, ["green"], ["blue", "red"]) == []  # no green region: nothing grounded
+    assert colour_grounding("Is the gray one left?", ["gray"], ["gray"]) == [
+        {"start": 7, "end": 11, "object": 0}
+    ]
+
+
+def test_unknown_regions_mode_is_refused(root):
+    with pytest.raises(InputError, match="regions mode"):
+        SortOfClevr(root, "test", regions="scene_graph", builder=seq_builder())

@@ -36,6 +36,9 @@ def test_region_edges_default_to_knn_for_pixel_grids_only():
     assert region_edges_of(DataConfig()) == ("spatial",)
     assert region_edges_of(DataConfig(regions="pixels")) == ("knn",)
     assert region_edges_of(DataConfig(dataset="sort-of-clevr")) == ("knn",)
+    # Objects found in the pixels get the spatial graph, as scene-graph objects do.
+    assert region_edges_of(DataConfig(dataset="sort-of-clevr", regions="segments")) == ("spatial",)
+    assert region_edges_of(DataConfig(regions="segments")) == ("spatial",)
     assert region_edges_of(DataConfig(regions="pixels", region_edges=("spatial",))) == ("spatial",)
     assert make_builder(DataConfig(regions="pixels")).region_edges == ("knn",)
     # The data sets' own default builders agree (without building any data).
@@ -44,7 +47,13 @@ def test_region_edges_default_to_knn_for_pixel_grids_only():
     assert pixels.default_builder().region_edges == ("knn",) and pixels.default_builder().knn_k == 8
     pixels.regions_mode = "scene_graph"
     assert pixels.default_builder().region_edges == ("spatial",)
-    assert SortOfClevr.default_builder(None).region_edges == ("knn",)
+    pixels.regions_mode = "segments"
+    assert pixels.default_builder().region_edges == ("spatial",)
+    soc = SortOfClevr.__new__(SortOfClevr)
+    soc.regions_mode = "pixels"
+    assert soc.default_builder().region_edges == ("knn",)
+    soc.regions_mode = "segments"
+    assert soc.default_builder().region_edges == ("spatial",)
 
 
 def test_checkpoints_rebuild_with_the_encoder_defaults_they_were_written_under():
