@@ -2,7 +2,8 @@ import pytest
 
 from tests.benchmarks import load_script, run_quick
 
-MODELS = ("graph_vqa", "relation_network", "cnn_mlp")
+MODELS = ("graph_vqa", "graph_vqa", "relation_network", "cnn_mlp")
+LABELS = ("graph_vqa (CNN grid)", "graph_vqa (found objects)", "relation_network", "cnn_mlp")
 FAMILIES = ("nonrel", "rel", "ternary")
 
 
@@ -17,9 +18,16 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     # 10 questions of each of the three families per image.
     assert all(n["questions"] == 30 * n["images"] for n in data["splits"].values())
     assert payload["families"] == list(FAMILIES)
+    # The generator keeps objects apart: the detector finds all six in every image.
+    for split in ("train", "val", "test"):
+        assert data["found_objects"][split] == {"regions_per_image": 6.0, "images_with_six": 1.0}
 
     results = payload["results"]
     assert [r["model"] for r in results] == list(MODELS)
+    assert [r["label"] for r in results] == list(LABELS)
+    grid, found = results[0], results[1]
+    assert grid["regions"] == "pixels" and found["regions"] == "segments"
+    assert found["options"]["pointer"] and found["options"]["align_weight"] > 0
     for r in results:
         assert "error" not in r, r.get("traceback")
         assert r["parameters"] > 0 and r["steps"] >= 1 and r["train_seconds"] > 0
@@ -37,23 +45,25 @@ def test_quick_run_writes_well_formed_results(tmp_path):
                 assert 0.0 <= p[key] <= 1.0
 
     reach = payload["time_to_rn_accuracy"]
-    final = results[1]["curve"][-1]
+    final = results[2]["curve"][-1]
     assert reach["rn_final_val"] == {"overall": final["val_accuracy"], "rel": final["val_accuracy/rel"]}
-    assert set(reach["seconds"]) == set(MODELS)
+    assert set(reach["seconds"]) == set(LABELS)
     # The Relation Network reaches its own final accuracy, at the latest at its last curve point.
     for name in ("overall", "rel"):
-        assert 0 < reach["seconds"]["relation_network"][name] <= results[1]["train_seconds"]
+        assert 0 < reach["seconds"]["relation_network"][name] <= results[2]["train_seconds"]
     targets = payload["targets"]
-    ours = results[0]["test"]
-    assert targets["rel_at_least_0.98"]["value"] == ours["accuracy/rel"]
-    assert targets["rel_at_least_0.98"]["met"] == (ours["accuracy/rel"] >= 0.98)
-    assert targets["nonrel_at_least_0.99"]["met"] == (ours["accuracy/nonrel"] >= 0.99)
-    assert set(targets["faster_than_rn"]["per_metric"]) == {"overall", "rel"}
+    assert list(targets) == list(LABELS[:2])  # each of ours' rows
+    for r in (grid, found):
+        mine, ours = targets[r["label"]], r["test"]
+        assert mine["rel_at_least_0.98"]["value"] == ours["accuracy/rel"]
+        assert mine["rel_at_least_0.98"]["met"] == (ours["accuracy/rel"] >= 0.98)
+        assert mine["nonrel_at_least_0.99"]["met"] == (ours["accuracy/nonrel"] >= 0.99)
+        assert set(mine["faster_than_rn"]["per_metric"]) == {"overall", "rel"}
 
     table = (tmp_path / "sort_of_clevr.md").read_text()
     assert table.startswith("# sort_of_clevr")
-    for name in MODELS:
-        assert f"| {name} | " in table
+    for label in LABELS:
+        assert f"| {label} | " in table
     for section in (
         "## Time to reach the Relation Network's accuracy",
         "## Targets",
@@ -92,10 +102,15 @@ def test_time_to_reach_and_targets():
         "relation_network": {"overall": 100.0, "rel": 100.0},
     }
     targets = bench.targets_met(results, reach)
-    assert targets["rel_at_least_0.98"]["met"] is True
+    assert list(targets) == ["graph_vqa"]
+    assert targets["graph_vqa"]["rel_at_least_0.98"]["met"] is True
     # No non-relational result: not met.
-    assert targets["nonrel_at_least_0.99"] == {"value": None, "target": 0.99, "met": False}
-    assert targets["faster_than_rn"]["met"] is True
+    assert targets["graph_vqa"]["nonrel_at_least_0.99"] == {"value": None, "target": 0.99, "met": False}
+    assert targets["graph_vqa"]["faster_than_rn"]["met"] is True
     # Reached later than the Relation Network on one metric: not met.
     slow = [dict(results[0], curve=[dict(curve[2], train_seconds=150.0)]), results[1]]
-    assert bench.targets_met(slow, bench.reach_rn(slow))["faster_than_rn"]["met"] is False
+    assert bench.targets_met(slow, bench.reach_rn(slow))["graph_vqa"]["faster_than_rn"]["met"] is False
+    # A row of ours that failed meets nothing.
+    failed = [{"label": "graph_vqa (found objects)", "model": "graph_vqa", "error": "boom"}, *results[1:]]
+    row = bench.targets_met(failed, bench.reach_rn(failed))["graph_vqa (found objects)"]
+    assert not any(row[key]["met"] for key in row)
