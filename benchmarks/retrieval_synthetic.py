@@ -17,10 +17,22 @@ Models (``mmgraph.models.list_models()``):
   region embeddings (no message passing): it cannot tell a caption from its negatives;
 - ``graph_retrieval`` (ours, dual encoder): relation-aware message passing over the dependency
   parse and over the region graph, each modality on its own, pooled and compared by cosine;
-- ``graph_retrieval_rerank`` (ours, dual + re-ranker): the same dual encoder plus a cross-encoder
+- ``graph_retrieval_rerank`` (ours, dual + re-ranker): a dual encoder plus a cross-encoder
   (cross attention between regions and tokens) whose grounded ITM head re-scores the dual encoder's
-  top 10 per query; trained with the in-batch hardest and the compositional negatives. Its row
-  ``(dual)`` is its own dual encoder before re-ranking.
+  top 10 per query; trained with the in-batch hardest and the compositional negatives. Both pass
+  messages over the spatial region graph only (no dependency parse, no scene-graph relations), and
+  the re-ranker trains with a word-region alignment loss on the true pairs (its token -> region
+  pointer channel pulled onto the regions each phrase of the caption names, from the generator's
+  grounding; training only, at test time it reads none), as ours does in ``vqa_synthetic.py``. Its
+  row ``(dual)`` is its own dual encoder before re-ranking (near chance on the hard negatives:
+  without the parse a caption is close to a bag of words for it).
+- ``graph_retrieval_rerank, no alignment``: the same without the alignment loss (the ablation that
+  shows what the grounding supervision adds).
+
+In 300 s trials the re-ranker with the alignment loss reached 98.0% hard-negative accuracy over the
+spatial graph only (relation swaps 98.9%; 979 steps) and 51.2% with the parse and the scene-graph
+relations as well (relation swaps 50.5%; 780 steps); session 3's re-ranker (all edges, no
+alignment) reached 72.9% in this benchmark.
 
 Metrics (``mmgraph.train.tasks.RetrievalEvaluator`` on the test split): R@1/5/10 image -> text and
 text -> image, rsum, and the hard-negative accuracy: the fraction of captions whose score beats the
@@ -62,11 +74,13 @@ from training import Entry, budget_parser, run_entries  # noqa: E402
 
 from mmgraph.datasets.synthetic import generate_dataset, load_synthetic  # noqa: E402
 from mmgraph.train.experiment import DataConfig  # noqa: E402
+from mmgraph.typing import SPATIAL_EDGE  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / ".data" / "synthetic_retrieval"
 KINDS = ("attribute", "object", "relation")
 TARGET = 0.95  # hard-negative accuracy of the re-ranker (issue 6)
 RERANK = "graph_retrieval_rerank"
+ALIGN_WEIGHT = 1.0  # the re-ranker's word-region alignment loss (mmgraph.heads.alignment_loss)
 
 
 @dataclass
@@ -124,10 +138,21 @@ def entries(data: Path, sizes: Sizes) -> List[Entry]:
     graph = {"hidden": sizes.hidden, "layers": sizes.layers, "heads": sizes.heads, "dropout": 0.0}
     bow = {"hidden": sizes.hidden, "word_dim": sizes.hidden}
     train = {"batch_size": 32, "lr": 1e-3, "schedule": "constant"}  # see the module docstring
+    # Ours' re-ranker: message passing over the spatial graph only, and a word-region alignment loss on the
+    # true pairs (its pointer channel, the captions' grounding); the ablation is the same without the loss.
+    spatial = {**graph, "edge_types": (SPATIAL_EDGE,)}
     return [
         Entry("bow_retrieval", "bow_retrieval", config, bow, dict(train), group="baseline"),
         Entry("graph_retrieval", "graph_retrieval", config, dict(graph), dict(train), group="ours"),
-        Entry(RERANK, RERANK, config, dict(graph), dict(train), group="ours"),
+        Entry(
+            RERANK,
+            RERANK,
+            replace(config, grounding=True),
+            {**spatial, "align_weight": ALIGN_WEIGHT},
+            dict(train),
+            group="ours",
+        ),
+        Entry(f"{RERANK}, no alignment", RERANK, config, dict(spatial), dict(train), group="ours"),
     ]
 
 
@@ -151,18 +176,18 @@ def _num(value, scale: float = 1.0, digits: int = 1) -> str:
 
 
 def summarise(results: Sequence[Dict], captions: Dict[str, object]) -> Dict[str, object]:
-    """Whether the re-ranker met the target, and where each model sits relative to chance."""
+    """Whether ours' re-ranker met the target, and where each model (by label) sits relative to chance."""
     chance = captions["chance_hard_negative_accuracy"]
-    by_model = {r["model"]: r for r in results if "error" not in r}
+    by_label = {r["label"]: r for r in results if "error" not in r}
     summary: Dict[str, object] = {"chance_hard_negative_accuracy": chance, "target": TARGET}
-    for name, r in by_model.items():
-        summary[name] = {
+    for label, r in by_label.items():
+        summary[label] = {
             "hard_negative_accuracy": r["test"].get("hard_negative_accuracy"),
             "over_chance": None
             if r["test"].get("hard_negative_accuracy") is None
             else r["test"]["hard_negative_accuracy"] - chance,
         }
-    rerank = by_model.get(RERANK)
+    rerank = by_label.get(RERANK)
     value = None if rerank is None else rerank["test"].get("hard_negative_accuracy")
     summary["target_met"] = value is not None and value >= TARGET
     return summary

@@ -6,7 +6,7 @@ from tests.benchmarks import check_budget_results, run_quick
 
 pytest.importorskip("spacy")
 
-MODELS = ("bow_retrieval", "graph_retrieval", "graph_retrieval_rerank")
+MODELS = ("bow_retrieval", "graph_retrieval", "graph_retrieval_rerank", "graph_retrieval_rerank")
 KINDS = ("attribute", "object", "relation")
 RECALLS = [f"{d}_r{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)]
 
@@ -37,8 +37,21 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     assert not any(k.startswith("dual/") for k in results[0]["test"]) and not any(
         k.startswith("dual/") for k in results[1]["test"]
     )
-    # The re-ranker is the dual encoder plus a cross-encoder.
-    assert results[2]["parameters"] > results[1]["parameters"]
+    # The re-ranker is the dual encoder plus a cross-encoder; ours passes messages over the spatial graph only
+    # and trains with the alignment loss (its pointer channel: more parameters), the ablation without it.
+    ours, ablation = results[2], results[3]
+    assert (
+        ours["label"] == "graph_retrieval_rerank"
+        and ablation["label"] == "graph_retrieval_rerank, no alignment"
+    )
+    assert ours["options"]["align_weight"] > 0 and "align_weight" not in ablation["options"]
+    assert (
+        ours["options"]["edge_types"]
+        == ablation["options"]["edge_types"]
+        == [["region", "spatial", "region"]]
+    )
+    assert ours["parameters"] > ablation["parameters"]
+    _check_scores(ablation["test"], ablation["label"])
 
     captions = payload["test_captions"]
     assert captions["captions"] > 0 and captions["negatives"] >= captions["captions"]
@@ -58,6 +71,7 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         "graph_retrieval",
         "graph_retrieval_rerank (dual)",
         "graph_retrieval_rerank (re-ranked)",
+        "graph_retrieval_rerank, no alignment (re-ranked)",
     ):
         assert f"| {label} | " in table, label
     assert "## Hard negatives by kind" in table and "| chance (random scores) |" in table
