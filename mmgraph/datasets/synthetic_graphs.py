@@ -96,7 +96,8 @@ class _SyntheticBase(GraphDataset):
         elif self.regions_mode == "segments":
             for sc in scenes:
                 # Region nodes are the objects found in the pixels, with their pixels as features; an
-                # object's grounding names the region found for it (none when it was not found alone).
+                # object's grounding names the found region that overlaps it most (IoU at least 0.5; none
+                # when no region does, e.g. an object hidden under another of its colour).
                 image = _read_image(Path(self.raw_dir, sc["image"]))[0]
                 found = regions_from_segments(image, sample_id=sc["image_id"])
                 regions[sc["image_id"]] = found
