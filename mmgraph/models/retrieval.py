@@ -50,7 +50,7 @@ from mmgraph.heads import (
 )
 from mmgraph.models.encoder import EncoderOutput, MMGraphEncoder, MMGraphEncoderConfig, grounding_target
 from mmgraph.models.registry import build_config, register_model
-from mmgraph.typing import OptTensor
+from mmgraph.typing import EdgeType, OptTensor
 
 __all__ = [
     "RetrievalBase",
@@ -233,10 +233,21 @@ class RetrievalModelConfig:
     # gets the token -> region pointer channel; mmgraph.heads.alignment_loss against the GROUNDING_EDGE
     # pairs of graphs built with GraphBuilder(grounding=True)). 0: none. Needs rerank=True.
     align_weight: float = 0.0
+    # Intra-modal edge types the re-ranker passes messages along; None: the dual encoder's
+    # (encoder.edge_types). Lets the re-ranker use the spatial graph alone while the dual encoder keeps the
+    # parse, which it needs to tell a caption from its same-words negatives. Needs rerank=True.
+    rerank_edge_types: Optional[Tuple[EdgeType, ...]] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.encoder, dict):
             self.encoder = MMGraphEncoderConfig(**self.encoder)
+        if self.rerank_edge_types is not None:
+            if not self.rerank:
+                raise ConfigError(
+                    "RetrievalModelConfig.rerank_edge_types sets the re-ranker's edge types; it needs "
+                    "rerank=True (create_model('graph_retrieval_rerank'))."
+                )
+            self.rerank_edge_types = tuple(tuple(edge_type) for edge_type in self.rerank_edge_types)
         check_retrieval_config(self)
         if self.encoder.variant != "no_cross" or self.encoder.cond:
             raise ConfigError(
@@ -255,8 +266,9 @@ class RetrievalModelConfig:
 
     def rerank_encoder(self) -> MMGraphEncoderConfig:
         """The re-ranker's encoder: the same sizes, variant ``graph``, question-conditioned, with the
-        pointer channel when ``align_weight > 0``."""
-        return replace(self.encoder, variant="graph", cond=True, pointer=self.align_weight > 0)
+        pointer channel when ``align_weight > 0`` and ``rerank_edge_types`` when given."""
+        edges = {} if self.rerank_edge_types is None else {"edge_types": self.rerank_edge_types}
+        return replace(self.encoder, variant="graph", cond=True, pointer=self.align_weight > 0, **edges)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

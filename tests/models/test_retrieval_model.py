@@ -219,3 +219,19 @@ def test_rerank_alignment_loss_on_the_true_pairs(tmp_path):
     plain = SyntheticRetrieval(tmp_path, "train", builder=GraphBuilder(parser="sequential", reverse_dep=True))
     with pytest.raises(InputError, match=r"GraphBuilder\(grounding=True\)"):
         model.loss(Batch.from_data_list([plain[0], plain[1]]))
+
+
+def test_rerank_edge_types_set_the_re_rankers_graph_only(dataset, batch):
+    spatial = (("region", "spatial", "region"),)
+    model = _model(dataset, "graph_retrieval_rerank", rerank_edge_types=[list(spatial[0])])
+    assert model.cross_encoder.config.edge_types == spatial
+    assert (
+        model.encoder.config.edge_types == _model(dataset, "graph_retrieval_rerank").encoder.config.edge_types
+    )
+    assert len(model.encoder.config.edge_types) > 1
+    # Only the spatial relation layers in the re-ranker's blocks.
+    assert {key for block in model.cross_encoder.blocks for key in block.convs} == {"region__spatial__region"}
+    loss, _ = model.loss(batch)
+    assert torch.isfinite(loss)
+    with pytest.raises(ConfigError, match="rerank=True"):
+        _model(dataset, rerank_edge_types=spatial)
