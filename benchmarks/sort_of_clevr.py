@@ -142,15 +142,15 @@ def entries(quick: bool, data: DataConfig) -> List[Entry]:
     objects found in the pixels; each with the learning rate of :data:`TRIALS` that did best for it."""
     cnn = [24, 24, 24]  # widths before the last block: 75 -> 38 -> 19 -> 10 -> 5 cells a side
     if quick:
-        ours = {"hidden": 32, "layers": 1, "heads": 2, "backbone_channels": cnn, **PLAIN}
-        objects = {"hidden": 32, "layers": 1, "heads": 2, **OBJECTS}
+        sizes = {"hidden": 32, "layers": 1, "heads": 2}
         rn = mlp = {"hidden": 32}
         batch = 16
     else:
-        ours = {"hidden": 64, "layers": 2, "heads": 4, "backbone_channels": cnn, **PLAIN}
-        objects = {"hidden": 64, "layers": 2, "heads": 4, **OBJECTS}
+        sizes = {"hidden": 64, "layers": 2, "heads": 4}
         rn = mlp = {}
         batch = 64
+    ours = {**sizes, "backbone_channels": cnn, **PLAIN}
+    objects = {**sizes, **OBJECTS}
     found = replace(data, regions="segments", grounding=True)
     return [
         Entry(f"{OURS} (CNN grid)", OURS, data, ours, {"batch_size": batch, "lr": 1e-3}, group="ours"),
