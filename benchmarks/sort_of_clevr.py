@@ -80,10 +80,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results  # noqa: E402
+from common import markdown_table, write_results  # noqa: E402
 from training import Entry, budget_parser, run_entries  # noqa: E402
 
-from mmgraph.datasets.sort_of_clevr import SORT_OF_CLEVR_FAMILIES, generate_sort_of_clevr  # noqa: E402
+from mmgraph.datasets.sort_of_clevr import (  # noqa: E402
+    SORT_OF_CLEVR_FAMILIES,
+    SORT_OF_CLEVR_TEMPLATES,
+    generate_sort_of_clevr,
+)
 from mmgraph.errors import InputError  # noqa: E402
 from mmgraph.graph.segments import find_segments  # noqa: E402
 from mmgraph.train.experiment import DataConfig, load_split, make_builder  # noqa: E402
@@ -428,6 +432,23 @@ def curve_table(results: Sequence[Dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def template_table(results: Sequence[Dict[str, Any]]) -> str:
+    """Test accuracy per question template (rows) of each model (columns): which of the three questions
+    of a family a model fails (e.g. the furthest object's shape, not the closest's)."""
+    ok = [r for r in results if "error" not in r]
+    rows = []
+    for family, templates in zip(SORT_OF_CLEVR_FAMILIES, SORT_OF_CLEVR_TEMPLATES):
+        for template in templates:
+            cells = [_acc(r, f"accuracy/template/{template}") for r in ok]
+            if any(c != "-" for c in cells):
+                rows.append([FAMILY_NAMES[family], template] + cells)
+    if not rows:
+        return ""
+    return "\n## Test accuracy per question template, %\n\n" + markdown_table(
+        ["family", "template"] + [r["label"] for r in ok], rows
+    )
+
+
 def published_table() -> str:
     lines = [
         "",
@@ -578,6 +599,7 @@ def main(argv=None):
         + data_note(info, s.budget, args.jobs)
         + reach_table(reach)
         + targets_text(targets)
+        + template_table(results)
         + published_table()
         + curve_table(results)
         + trials_table()

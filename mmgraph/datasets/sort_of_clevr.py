@@ -83,6 +83,7 @@ __all__ = [
     "SORT_OF_CLEVR_COLORS",
     "SORT_OF_CLEVR_ANSWERS",
     "SORT_OF_CLEVR_FAMILIES",
+    "SORT_OF_CLEVR_TEMPLATES",
     "SortOfClevrObject",
     "SortOfClevrQuestion",
     "SortOfClevrSample",
@@ -111,6 +112,12 @@ SORT_OF_CLEVR_ANSWERS: Tuple[str, ...] = ("yes", "no", "rectangle", "circle") + 
 )
 NUM_OBJECTS = len(SORT_OF_CLEVR_COLORS)
 NUM_SUBTYPES = 3
+# A name for each (family, subtype), in the order of the module table.
+SORT_OF_CLEVR_TEMPLATES: Tuple[Tuple[str, ...], ...] = (
+    ("shape", "left", "top"),
+    ("closest_shape", "furthest_shape", "count_same_shape"),
+    ("count_in_box", "near_line", "count_obtuse_triangle"),
+)
 # Vertical half-width of the ternary "band" question, fixed in the public
 # generator ("grace_threshold = 12") whatever the object size.
 BAND_HALF_WIDTH = 12

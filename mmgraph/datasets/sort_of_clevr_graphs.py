@@ -20,6 +20,8 @@ from mmgraph.datasets.sort_of_clevr import (
     COLORS_BGR,
     SORT_OF_CLEVR_ANSWERS,
     SORT_OF_CLEVR_COLORS,
+    SORT_OF_CLEVR_FAMILIES,
+    SORT_OF_CLEVR_TEMPLATES,
     SortOfClevrSample,
     generate_sort_of_clevr,
     read_sort_of_clevr,
@@ -61,8 +63,9 @@ class SortOfClevr(GraphDataset):
     answer vocabulary starts with: ``y = 2 + `` the file's answer index.
     Graph-level attributes: ``family`` (``"nonrel"``, ``"rel"`` or
     ``"ternary"``), ``subtype`` (0..2, see the table in
-    :mod:`mmgraph.datasets.sort_of_clevr`), ``answer`` and ``image_index``
-    (the image's place in its split).
+    :mod:`mmgraph.datasets.sort_of_clevr`), ``template`` (the subtype's name,
+    e.g. ``"furthest_shape"``: ``SORT_OF_CLEVR_TEMPLATES``; evaluation scores
+    each), ``answer`` and ``image_index`` (the image's place in its split).
 
     Raw layout: ``root/sort_of_clevr.pickle`` (``file=``), the pickle of the
     public generator (``(train, test)`` lists of samples), read without
@@ -190,6 +193,7 @@ class SortOfClevr(GraphDataset):
             "grid": None if segments else self.grid,
             "crop": self.crop if segments else None,
             "val_images": self.val_images,
+            "graph_format": 2,  # 2: graphs carry their template
         }
 
     def split_samples(self, split: str) -> List[SortOfClevrSample]:
@@ -222,7 +226,14 @@ class SortOfClevr(GraphDataset):
                 regions = regions_from_segments(image.image, crop=self.crop, sample_id=f"{split} image {i}")
                 colours = segment_colours(regions.features, self.crop)
             for j, q in enumerate(image.questions):
-                extra = {"family": q.family, "subtype": q.subtype, "answer": q.answer, "image_index": i}
+                template = SORT_OF_CLEVR_TEMPLATES[SORT_OF_CLEVR_FAMILIES.index(q.family)][q.subtype]
+                extra = {
+                    "family": q.family,
+                    "subtype": q.subtype,
+                    "template": template,
+                    "answer": q.answer,
+                    "image_index": i,
+                }
                 grounding = colour_grounding(q.question, q.colors, colours) if colours is not None else None
                 samples.append(Sample(regions, q.question, f"{split}/{i}/{j}", None, grounding, extra))
         return samples

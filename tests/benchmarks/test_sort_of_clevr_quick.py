@@ -1,5 +1,6 @@
 import pytest
 
+from mmgraph.datasets.sort_of_clevr import SORT_OF_CLEVR_TEMPLATES
 from tests.benchmarks import load_script, run_quick
 
 MODELS = ("graph_vqa", "graph_vqa", "relation_network", "cnn_mlp")
@@ -33,7 +34,10 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         assert r["parameters"] > 0 and r["steps"] >= 1 and r["train_seconds"] > 0
         assert r["train_samples_per_s"] > 0 and r["inference_ms_per_sample"] > 0 and r["train_peak_mib"] > 0
         assert r["test_size"] == data["splits"]["test"]["questions"]
-        assert set(r["test"]) == {"accuracy"} | {f"accuracy/{f}" for f in FAMILIES}
+        templates = {f"accuracy/template/{t}" for ts in SORT_OF_CLEVR_TEMPLATES for t in ts}
+        assert {"accuracy"} | {f"accuracy/{f}" for f in FAMILIES} <= set(r["test"])
+        assert set(r["test"]) - {"accuracy"} - {f"accuracy/{f}" for f in FAMILIES} <= templates
+        assert any(k.startswith("accuracy/template/") for k in r["test"])
         assert all(0.0 <= v <= 1.0 for v in r["test"].values())
         curve = r["curve"]
         assert curve, r["label"]
@@ -69,6 +73,7 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         "## Targets",
         "## Published reference (Santoro et al. 2017), not measured here",
         "## Validation curves",
+        "## Test accuracy per question template, %",
     ):
         assert section in table
     assert "| Relation Network (CNN + RN) | 94% |" in table and "| CNN+MLP | 63% |" in table

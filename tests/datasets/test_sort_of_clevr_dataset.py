@@ -5,6 +5,8 @@ from torch_geometric.loader import DataLoader
 from mmgraph.datasets.sort_of_clevr import (
     SORT_OF_CLEVR_ANSWERS,
     SORT_OF_CLEVR_COLORS,
+    SORT_OF_CLEVR_FAMILIES,
+    SORT_OF_CLEVR_TEMPLATES,
     generate_sort_of_clevr,
     read_sort_of_clevr,
 )
@@ -49,6 +51,12 @@ def test_graphs_match_the_pickle_and_answers_keep_the_fixed_order(root):
         assert data[REGION].num_nodes == 25 and "x" not in data[REGION]
         assert torch.allclose(data[REGION].box, boxes)
     assert {d.family for d in ds} == {"nonrel", "rel", "ternary"}
+    # Each graph names its question's template, for per-template scores.
+    names = {(d.family, int(d.subtype)): d.template for d in ds}
+    for (family, subtype), name in names.items():
+        assert name == SORT_OF_CLEVR_TEMPLATES[SORT_OF_CLEVR_FAMILIES.index(family)][subtype]
+    assert len(set(names.values())) == len(names) > 3
+    assert SORT_OF_CLEVR_TEMPLATES[1] == ("closest_shape", "furthest_shape", "count_same_shape")
 
 
 def test_fixed_answer_order_is_not_frequency_order(root):
