@@ -70,7 +70,7 @@ import pickle
 import uuid
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -90,6 +90,7 @@ __all__ = [
     "encode_sort_of_clevr_question",
     "decode_sort_of_clevr_question",
     "sort_of_clevr_answers",
+    "sort_of_clevr_referents",
     "read_sort_of_clevr",
     "generate_sort_of_clevr",
 ]
@@ -410,6 +411,77 @@ def sort_of_clevr_answers(
     Returns:
         The answer indices, int64 [N, Q].
     """
+    t = _layout_terms(centers, is_rectangle, family, subtype, color1, color2)
+    n, a, rect, color1 = t["n"], t["a"], t["rect"], t["color1"]
+
+    def shape_of(index: np.ndarray) -> np.ndarray:
+        return np.where(rect[n, index], _RECTANGLE, _CIRCLE)
+
+    def yes_no(flag: np.ndarray) -> np.ndarray:
+        return np.where(flag, _YES, _NO)
+
+    table = np.stack(
+        [
+            shape_of(color1),
+            yes_no(2 * a[..., 0] < img_size),
+            yes_no(2 * a[..., 1] < img_size),
+            shape_of(t["closest"]),
+            shape_of(t["furthest"]),
+            COUNT_OFFSET + t["same_shape"].sum(-1),
+            COUNT_OFFSET + t["between"].sum(-1),
+            yes_no(t["near_line"].any(-1)),
+            COUNT_OFFSET + t["obtuse"].sum(-1),
+        ],
+        axis=-1,
+    )  # [N, Q, 9]
+    return np.take_along_axis(table, (t["family"] * NUM_SUBTYPES + t["subtype"])[..., None], axis=-1)[..., 0]
+
+
+def sort_of_clevr_referents(
+    centers: np.ndarray,
+    is_rectangle: np.ndarray,
+    family: np.ndarray,
+    subtype: np.ndarray,
+    color1: np.ndarray,
+    color2: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """The objects each question's answer is about, besides the ones it names, by the rules of
+    :func:`sort_of_clevr_answers`: the closest or furthest object (relational 0, 1), the other objects of
+    object 1's shape (relational 2), the other objects inside the box, near the line, or forming a right
+    or obtuse triangle (ternary 0, 1, 2); none for the non-relational questions. For word-region grounding
+    (the phrase "the object closest to" names the closest object); a count of 0 names none.
+
+    Args: as :func:`sort_of_clevr_answers` (without ``img_size``).
+
+    Returns:
+        bool [N, Q, O]: ``[i, q, k]`` whether object ``k`` (colour index) of image ``i`` is a referent of
+        question ``q``.
+    """
+    t = _layout_terms(centers, is_rectangle, family, subtype, color1, color2)
+    objects = np.arange(t["rect"].shape[1])
+    stack = np.stack(
+        [
+            np.zeros_like(t["same_shape"]),
+            np.zeros_like(t["same_shape"]),
+            np.zeros_like(t["same_shape"]),
+            objects == t["closest"][..., None],
+            objects == t["furthest"][..., None],
+            t["same_shape"],
+            t["between"],
+            t["near_line"],
+            t["obtuse"],
+        ],
+        axis=-1,
+    )  # [N, Q, O, 9]
+    which = (t["family"] * NUM_SUBTYPES + t["subtype"])[..., None, None]  # [N, Q, 1, 1]
+    which = np.broadcast_to(which, stack.shape[:-1] + (1,))
+    return np.take_along_axis(stack, which, axis=-1)[..., 0]
+
+
+def _layout_terms(centers, is_rectangle, family, subtype, color1, color2) -> Dict[str, np.ndarray]:
+    """What the answers of :func:`sort_of_clevr_answers` are made of: object 1's centre ``a`` [N, Q, 2],
+    the closest and furthest object [N, Q], and the [N, Q, O] masks of the other objects of object 1's
+    shape, inside the box, near the line and forming a right or obtuse triangle."""
     c = np.asarray(centers, dtype=np.int64)  # [N, O, 2]
     rect = np.asarray(is_rectangle, dtype=bool)  # [N, O]
     family = np.asarray(family, dtype=np.int64)
@@ -423,55 +495,50 @@ def sort_of_clevr_answers(
     a = c[n, color1]  # [N, Q, 2]
     b = c[n, color2]  # [N, Q, 2]
 
-    def shape_of(index: np.ndarray) -> np.ndarray:
-        return np.where(rect[n, index], _RECTANGLE, _CIRCLE)
-
-    def yes_no(flag: np.ndarray) -> np.ndarray:
-        return np.where(flag, _YES, _NO)
-
     # Relational: squared distances from object 1 to every object.
     d2 = ((a[:, :, None, :] - c[:, None, :, :]) ** 2).sum(-1)  # [N, Q, O]
     is_self = objects == color1[..., None]  # [N, Q, O]
     closest = np.where(is_self, np.iinfo(np.int64).max, d2).argmin(-1)  # first minimum: lowest colour
     furthest = d2.argmax(-1)
-    same_shape = (rect[:, None, :] == rect[n, color1][..., None]).sum(-1) - 1  # [N, Q]
+    same_shape = (rect[:, None, :] == rect[n, color1][..., None]) & ~is_self  # [N, Q, O]
 
     # Ternary: every object other than objects 1 and 2.
     others = ~is_self & (objects != color2[..., None])  # [N, Q, O]
     o = c[:, None, :, :]  # [N, 1, O, 2]
     lo = np.minimum(a, b)[:, :, None, :]  # [N, Q, 1, 2]
     hi = np.maximum(a, b)[:, :, None, :]
-    between = (((o >= lo) & (o <= hi)).all(-1) & others).sum(-1)
+    between = ((o >= lo) & (o <= hi)).all(-1) & others
     ab = (b - a)[:, :, None, :]  # [N, Q, 1, 2]
     ao = o - a[:, :, None, :]  # [N, Q, O, 2]
     bo = o - b[:, :, None, :]
     # dx * (vertical offset of o from the line) = ao_y * dx - dy * ao_x.
     offset = ao[..., 1] * ab[..., 0] - ab[..., 1] * ao[..., 0]  # [N, Q, O]
     dx = np.abs(ab[..., 0])
-    near_line = np.where(
-        dx != 0,
-        np.abs(offset) <= BAND_HALF_WIDTH * dx,
-        (ao[..., 0] == 0) & (np.abs(ao[..., 1]) <= BAND_HALF_WIDTH),
+    near_line = (
+        np.where(
+            dx != 0,
+            np.abs(offset) <= BAND_HALF_WIDTH * dx,
+            (ao[..., 0] == 0) & (np.abs(ao[..., 1]) <= BAND_HALF_WIDTH),
+        )
+        & others
     )
     # An angle is >= 90 degrees where the dot product of its sides is <= 0.
     wide = ((ab * ao).sum(-1) <= 0) | ((-ab * bo).sum(-1) <= 0) | ((ao * bo).sum(-1) <= 0)
-    obtuse = (wide & (offset != 0) & others).sum(-1)
-
-    table = np.stack(
-        [
-            shape_of(color1),
-            yes_no(2 * a[..., 0] < img_size),
-            yes_no(2 * a[..., 1] < img_size),
-            shape_of(closest),
-            shape_of(furthest),
-            COUNT_OFFSET + same_shape,
-            COUNT_OFFSET + between,
-            yes_no((near_line & others).any(-1)),
-            COUNT_OFFSET + obtuse,
-        ],
-        axis=-1,
-    )  # [N, Q, 9]
-    return np.take_along_axis(table, (family * NUM_SUBTYPES + subtype)[..., None], axis=-1)[..., 0]
+    obtuse = wide & (offset != 0) & others
+    return {
+        "n": n,
+        "a": a,
+        "rect": rect,
+        "family": family,
+        "subtype": subtype,
+        "color1": color1,
+        "closest": closest,
+        "furthest": furthest,
+        "same_shape": same_shape,
+        "between": between,
+        "near_line": near_line,
+        "obtuse": obtuse,
+    }
 
 
 def _fail(path: str, where: str, message: str) -> DataFormatError:

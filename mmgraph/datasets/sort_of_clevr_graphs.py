@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
@@ -25,6 +26,7 @@ from mmgraph.datasets.sort_of_clevr import (
     SortOfClevrSample,
     generate_sort_of_clevr,
     read_sort_of_clevr,
+    sort_of_clevr_referents,
 )
 from mmgraph.errors import InputError
 from mmgraph.graph.boxes import grid_boxes
@@ -53,8 +55,12 @@ class SortOfClevr(GraphDataset):
     mask resampled to ``crop x crop``), as a detector would propose them; the
     graphs then hold no image, and each question's ``grounding`` says which
     found regions its colour phrases name ("the red object": the region
-    whose pixels are the palette's red), for a training-only alignment loss
-    (build with ``GraphBuilder(grounding=True)``). Token
+    whose pixels are the palette's red) and which ones the phrase naming the
+    answer's referents names ("the object closest to": the closest found
+    region; "other objects": those counted; :func:`found_referents`, the
+    question's rule applied to the found regions' centres, shapes and
+    colours), for a training-only alignment loss (build with
+    ``GraphBuilder(grounding=True)``). Token
     nodes are the English form of the one-hot question (e.g. "What is the
     shape of the object closest to the red object?") with its dependency
     arcs. ``y`` indexes :attr:`answers`, which holds Sort-of-CLEVR's ten
@@ -193,7 +199,7 @@ class SortOfClevr(GraphDataset):
             "grid": None if segments else self.grid,
             "crop": self.crop if segments else None,
             "val_images": self.val_images,
-            "graph_format": 2,  # 2: graphs carry their template
+            "graph_format": 3,  # 2: graphs carry their template; 3: found objects ground the answer's referents
         }
 
     def split_samples(self, split: str) -> List[SortOfClevrSample]:
@@ -221,10 +227,11 @@ class SortOfClevr(GraphDataset):
         self._split_images[split] = torch.stack([s.image for s in images])  # [N, 3, H, W]
         samples = []
         for i, image in enumerate(images):
-            regions, colours = grid, None
+            regions, colours, referents = grid, None, None
             if self.regions_mode == "segments":
                 regions = regions_from_segments(image.image, crop=self.crop, sample_id=f"{split} image {i}")
                 colours = segment_colours(regions.features, self.crop)
+                referents = found_referents(regions, colours, image.questions, self.crop)
             for j, q in enumerate(image.questions):
                 template = SORT_OF_CLEVR_TEMPLATES[SORT_OF_CLEVR_FAMILIES.index(q.family)][q.subtype]
                 extra = {
@@ -234,7 +241,11 @@ class SortOfClevr(GraphDataset):
                     "answer": q.answer,
                     "image_index": i,
                 }
-                grounding = colour_grounding(q.question, q.colors, colours) if colours is not None else None
+                grounding = None
+                if colours is not None:
+                    grounding = colour_grounding(q.question, q.colors, colours)
+                    if referents is not None:
+                        grounding += referent_grounding(q, referents[j])
                 samples.append(Sample(regions, q.question, f"{split}/{i}/{j}", None, grounding, extra))
         return samples
 
@@ -275,6 +286,61 @@ def segment_colours(features: torch.Tensor, crop: int) -> List[Optional[str]]:
     return [
         SORT_OF_CLEVR_COLORS[k] if d < 2 / 255 else None for d, k in zip(distance.tolist(), index.tolist())
     ]
+
+
+def segment_shapes(features: torch.Tensor, crop: int) -> List[bool]:
+    """Whether each found region is a rectangle (else a circle), read from its mask
+    (:func:`~mmgraph.graph.segments.regions_from_segments`): a rectangle fills its box, a circle about
+    pi / 4 of it."""
+    fill = features.view(-1, 4, crop * crop)[:, 3].mean(-1)  # [R]
+    return (fill > 0.9).tolist()
+
+
+def found_referents(
+    regions: Regions, colours: Sequence[Optional[str]], questions: Sequence[Any], crop: int
+) -> Optional[List[List[int]]]:
+    """For each question of an image, the found regions its answer is about
+    (:func:`~mmgraph.datasets.sort_of_clevr.sort_of_clevr_referents`, applied to the found objects' box
+    centres, shapes and colours); ``None`` unless every colour was found exactly once."""
+    if sorted(c for c in colours if c is not None) != sorted(SORT_OF_CLEVR_COLORS) or len(colours) != len(
+        SORT_OF_CLEVR_COLORS
+    ):
+        return None
+    region_of = [colours.index(name) for name in SORT_OF_CLEVR_COLORS]  # colour index -> region
+    boxes = regions.boxes[region_of]
+    # Boxes are [start, stop) pixel ranges: the centre pixel of an odd extent is (start + stop - 1) / 2.
+    centers = torch.round((boxes[:, :2] + boxes[:, 2:] - 1) / 2).long().numpy()[None]  # [1, 6, 2]
+    shapes = segment_shapes(regions.features, crop)
+    rect = np.array([[shapes[k] for k in region_of]])  # [1, 6]
+    family = np.array([[SORT_OF_CLEVR_FAMILIES.index(q.family) for q in questions]])
+    subtype = np.array([[q.subtype for q in questions]])
+    color1 = np.array([[SORT_OF_CLEVR_COLORS.index(q.colors[0]) for q in questions]])
+    color2 = np.array([[SORT_OF_CLEVR_COLORS.index(q.colors[-1]) for q in questions]])
+    mask = sort_of_clevr_referents(centers, rect, family, subtype, color1, color2)[0]  # [Q, 6]
+    return [[region_of[k] for k in np.flatnonzero(row)] for row in mask]
+
+
+# The words of each template that name its referents (the first match in the question).
+_REFERENT_PHRASES = {
+    "closest_shape": r"object closest",
+    "furthest_shape": r"object furthest",
+    "count_same_shape": r"other objects",
+    "count_in_box": r"objects",
+    "near_line": r"other object",
+    "count_obtuse_triangle": r"objects",
+}
+
+
+def referent_grounding(question: Any, regions: Sequence[int]) -> List[Dict[str, int]]:
+    """The grounding of the phrase of a question that names its answer's referents (e.g. "object
+    closest" names the closest object; :func:`found_referents`); none for a question without such a phrase
+    or with no referent (a count of 0)."""
+    template = SORT_OF_CLEVR_TEMPLATES[SORT_OF_CLEVR_FAMILIES.index(question.family)][question.subtype]
+    phrase = _REFERENT_PHRASES.get(template)
+    match = re.search(rf"\b{phrase}\b", question.question) if phrase else None
+    if match is None:
+        return []
+    return [{"start": match.start(), "end": match.end(), "object": k} for k in regions]
 
 
 def colour_grounding(

@@ -16,6 +16,7 @@ from mmgraph.datasets.sort_of_clevr import (
     generate_sort_of_clevr,
     read_sort_of_clevr,
     sort_of_clevr_answers,
+    sort_of_clevr_referents,
 )
 from mmgraph.errors import DataFormatError, InputError, UnsafePickleError
 
@@ -511,3 +512,34 @@ def test_malicious_sort_of_clevr_file_is_refused(tmp_path):
     with pytest.raises(UnsafePickleError, match="builtins.eval"):
         read_sort_of_clevr(path)
     assert not marker.exists()
+
+
+def test_referents_are_what_the_answers_count_or_name():
+    centers = np.array([[o.center for o in SCENE]])
+    rect = np.array([[o.shape == "rectangle" for o in SCENE]])
+    checked = 0
+    for fam, family in enumerate(SORT_OF_CLEVR_FAMILIES):
+        for subtype in range(3):
+            for c1 in range(6):
+                for c2 in [k for k in range(6) if k != c1] if family == "ternary" else [0]:
+                    args = (centers, rect, [[fam]], [[subtype]], [[c1]], [[c2]])
+                    mask = sort_of_clevr_referents(*args)[0, 0]
+                    answer = SORT_OF_CLEVR_ANSWERS[sort_of_clevr_answers(*args)[0, 0]]
+                    named = {c1, c2} if family == "ternary" else {c1}
+                    assert not any(mask[k] for k in named)  # the named objects are grounded by their colour
+                    picked = [SCENE[k] for k in np.flatnonzero(mask)]
+                    if family == "nonrel":
+                        assert picked == []
+                    elif (
+                        family == "rel" and subtype < 2
+                    ):  # the closest / furthest object, whose shape is asked
+                        assert len(picked) == 1 and picked[0].shape == answer
+                    elif answer in ("yes", "no"):
+                        assert (len(picked) > 0) == (answer == "yes")
+                    else:
+                        assert len(picked) == int(answer)
+                    checked += 1
+    assert checked == 3 * 6 + 3 * 6 + 3 * 30
+    # Red's closest object is blue, its furthest gray; the other rectangles are blue and gray.
+    rel = [sort_of_clevr_referents(centers, rect, [[1]], [[k]], [[0]])[0, 0] for k in range(3)]
+    assert [list(np.flatnonzero(m)) for m in rel] == [[2], [4], [2, 4]]

@@ -10,7 +10,13 @@ from mmgraph.datasets.sort_of_clevr import (
     generate_sort_of_clevr,
     read_sort_of_clevr,
 )
-from mmgraph.datasets.sort_of_clevr_graphs import SortOfClevr, colour_grounding, segment_colours
+from mmgraph.datasets.sort_of_clevr_graphs import (
+    SortOfClevr,
+    colour_grounding,
+    referent_grounding,
+    segment_colours,
+    segment_shapes,
+)
 from mmgraph.errors import DataFormatError, InputError
 from mmgraph.graph import GraphBuilder, Vocabulary, grid_boxes
 from mmgraph.graph.segments import segment_feature_dim
@@ -118,9 +124,27 @@ def test_found_objects_are_the_six_objects_with_their_colour_grounded(root):
         assert data[REGION].num_nodes == 6 and data[REGION].x.shape == (6, segment_feature_dim(8))
         colours = segment_colours(data[REGION].x, 8)
         assert sorted(colours) == sorted(SORT_OF_CLEVR_COLORS)  # one object of each colour, all found
-        # Each named colour's phrase points at the region of that colour, and nothing else is grounded.
-        targets = {int(r) for r in data[GROUNDING_EDGE].edge_index[1]}
-        assert targets == {colours.index(c) for c in q.colors}
+        # Each named colour's phrase points at the region of that colour; the phrase that names the
+        # answer's referents ("object closest", "other objects") at those regions.
+        tokens = data.tokens
+        named = {colours.index(c) for c in q.colors}
+        by_word: dict = {}
+        for t, r in data[GROUNDING_EDGE].edge_index.t().tolist():
+            by_word.setdefault(tokens[t], set()).add(r)
+        colour_words = {c for c in q.colors}
+        assert set().union(*[v for w, v in by_word.items() if w in colour_words]) == named
+        referents = by_word.get("object" if q.family == "rel" and q.subtype < 2 else "objects", set())
+        if q.family == "ternary" and q.subtype == 1:
+            referents = by_word.get("other", set())
+        if q.family == "nonrel":
+            assert set(by_word) <= colour_words | {"object"} and set().union(*by_word.values()) == named
+        elif q.family == "rel" and q.subtype < 2:
+            (closest,) = by_word["closest" if q.subtype == 0 else "furthest"]
+            assert segment_shapes(data[REGION].x, 8)[closest] == (q.answer == "rectangle")
+        elif q.answer in ("yes", "no"):
+            assert bool(referents - named) == (q.answer == "yes")
+        else:
+            assert len(referents - named) == int(q.answer)
     batch = next(iter(DataLoader(ds, batch_size=4)))
     assert batch[REGION].x.shape == (24, 256) and "image" not in batch
 
@@ -133,6 +157,24 @@ def test_colour_grounding_spans():
     assert colour_grounding("Is the gray one left?", ["gray"], ["gray"]) == [
         {"start": 7, "end": 11, "object": 0}
     ]
+
+
+def test_referent_grounding_spans():
+    from types import SimpleNamespace
+
+    closest = SimpleNamespace(
+        question="What is the shape of the object closest to the red object?", family="rel", subtype=0
+    )
+    spans = referent_grounding(closest, [3])
+    assert spans == [{"start": 25, "end": 39, "object": 3}] and closest.question[25:39] == "object closest"
+    count = SimpleNamespace(
+        question="How many other objects have the same shape as the red object?", family="rel", subtype=2
+    )
+    words = [count.question[g["start"] : g["end"]] for g in referent_grounding(count, [1, 4])]
+    assert words == ["other objects", "other objects"]
+    assert referent_grounding(count, []) == []  # a count of 0 names nothing
+    shape = SimpleNamespace(question="What is the shape of the red object?", family="nonrel", subtype=0)
+    assert referent_grounding(shape, [2]) == []  # non-relational questions have no referent phrase
 
 
 def test_unknown_regions_mode_is_refused(root):
