@@ -204,6 +204,11 @@ class SortOfClevrQuestion:
     subtype: int
     colors: Tuple[str, ...]
 
+    @property
+    def template(self) -> str:
+        """The name of the question's (family, subtype), e.g. ``"furthest_shape"`` (``SORT_OF_CLEVR_TEMPLATES``)."""
+        return SORT_OF_CLEVR_TEMPLATES[SORT_OF_CLEVR_FAMILIES.index(self.family)][self.subtype]
+
 
 @dataclass(frozen=True)
 class SortOfClevrSample:

@@ -22,7 +22,7 @@ from mmgraph.datasets.sort_of_clevr import (
     SORT_OF_CLEVR_ANSWERS,
     SORT_OF_CLEVR_COLORS,
     SORT_OF_CLEVR_FAMILIES,
-    SORT_OF_CLEVR_TEMPLATES,
+    SortOfClevrQuestion,
     SortOfClevrSample,
     generate_sort_of_clevr,
     read_sort_of_clevr,
@@ -233,11 +233,10 @@ class SortOfClevr(GraphDataset):
                 colours = segment_colours(regions.features, self.crop)
                 referents = found_referents(regions, colours, image.questions, self.crop)
             for j, q in enumerate(image.questions):
-                template = SORT_OF_CLEVR_TEMPLATES[SORT_OF_CLEVR_FAMILIES.index(q.family)][q.subtype]
                 extra = {
                     "family": q.family,
                     "subtype": q.subtype,
-                    "template": template,
+                    "template": q.template,
                     "answer": q.answer,
                     "image_index": i,
                 }
@@ -297,14 +296,12 @@ def segment_shapes(features: torch.Tensor, crop: int) -> List[bool]:
 
 
 def found_referents(
-    regions: Regions, colours: Sequence[Optional[str]], questions: Sequence[Any], crop: int
+    regions: Regions, colours: Sequence[Optional[str]], questions: Sequence[SortOfClevrQuestion], crop: int
 ) -> Optional[List[List[int]]]:
     """For each question of an image, the found regions its answer is about
     (:func:`~mmgraph.datasets.sort_of_clevr.sort_of_clevr_referents`, applied to the found objects' box
     centres, shapes and colours); ``None`` unless every colour was found exactly once."""
-    if sorted(c for c in colours if c is not None) != sorted(SORT_OF_CLEVR_COLORS) or len(colours) != len(
-        SORT_OF_CLEVR_COLORS
-    ):
+    if len(colours) != len(SORT_OF_CLEVR_COLORS) or set(colours) != set(SORT_OF_CLEVR_COLORS):
         return None
     region_of = [colours.index(name) for name in SORT_OF_CLEVR_COLORS]  # colour index -> region
     boxes = regions.boxes[region_of]
@@ -331,12 +328,11 @@ _REFERENT_PHRASES = {
 }
 
 
-def referent_grounding(question: Any, regions: Sequence[int]) -> List[Dict[str, int]]:
+def referent_grounding(question: SortOfClevrQuestion, regions: Sequence[int]) -> List[Dict[str, int]]:
     """The grounding of the phrase of a question that names its answer's referents (e.g. "object
     closest" names the closest object; :func:`found_referents`); none for a question without such a phrase
     or with no referent (a count of 0)."""
-    template = SORT_OF_CLEVR_TEMPLATES[SORT_OF_CLEVR_FAMILIES.index(question.family)][question.subtype]
-    phrase = _REFERENT_PHRASES.get(template)
+    phrase = _REFERENT_PHRASES.get(question.template)
     match = re.search(rf"\b{phrase}\b", question.question) if phrase else None
     if match is None:
         return []

@@ -13,13 +13,14 @@ from mmgraph.datasets.sort_of_clevr import (
 from mmgraph.datasets.sort_of_clevr_graphs import (
     SortOfClevr,
     colour_grounding,
+    found_referents,
     referent_grounding,
     segment_colours,
     segment_shapes,
 )
 from mmgraph.errors import DataFormatError, InputError
 from mmgraph.graph import GraphBuilder, Vocabulary, grid_boxes
-from mmgraph.graph.segments import segment_feature_dim
+from mmgraph.graph.segments import regions_from_segments, segment_feature_dim
 from mmgraph.graph.vocab import PAD, UNK
 from mmgraph.typing import GROUNDING_EDGE, REGION, TOKEN
 
@@ -163,18 +164,36 @@ def test_referent_grounding_spans():
     from types import SimpleNamespace
 
     closest = SimpleNamespace(
-        question="What is the shape of the object closest to the red object?", family="rel", subtype=0
+        question="What is the shape of the object closest to the red object?", template="closest_shape"
     )
     spans = referent_grounding(closest, [3])
     assert spans == [{"start": 25, "end": 39, "object": 3}] and closest.question[25:39] == "object closest"
     count = SimpleNamespace(
-        question="How many other objects have the same shape as the red object?", family="rel", subtype=2
+        question="How many other objects have the same shape as the red object?", template="count_same_shape"
     )
     words = [count.question[g["start"] : g["end"]] for g in referent_grounding(count, [1, 4])]
     assert words == ["other objects", "other objects"]
     assert referent_grounding(count, []) == []  # a count of 0 names nothing
-    shape = SimpleNamespace(question="What is the shape of the red object?", family="nonrel", subtype=0)
+    shape = SimpleNamespace(question="What is the shape of the red object?", template="shape")
     assert referent_grounding(shape, [2]) == []  # non-relational questions have no referent phrase
+
+
+def test_found_referents_need_every_colour_once(root):
+    _, test = read_sort_of_clevr(root / "sort_of_clevr.pickle")
+    sample = test[0]
+    regions = regions_from_segments(sample.image, crop=8)
+    colours = segment_colours(regions.features, 8)
+    found = found_referents(regions, colours, sample.questions, 8)
+    assert found is not None and len(found) == len(sample.questions)
+    for q, picked in zip(sample.questions, found):
+        assert q.template == SORT_OF_CLEVR_TEMPLATES[SORT_OF_CLEVR_FAMILIES.index(q.family)][q.subtype]
+        if q.template in ("closest_shape", "furthest_shape"):
+            assert len(picked) == 1 and segment_shapes(regions.features, 8)[picked[0]] == (
+                q.answer == "rectangle"
+            )
+    # A colour not found (or found twice): no referents, the colour phrases alone are grounded.
+    assert found_referents(regions, [None] + colours[1:], sample.questions, 8) is None
+    assert found_referents(regions, [colours[1]] + colours[1:], sample.questions, 8) is None
 
 
 def test_unknown_regions_mode_is_refused(root):
