@@ -385,8 +385,9 @@ def data_note(info: Dict[str, Any], budget: float, jobs: int) -> str:
         f"(`mmgraph.graph.segments`: connected patches of one colour; {per_split}), each with its box and "
         "its own pixels and mask resampled to 8 x 8 as features; questions in English "
         f"({info['parser']} parser). Ours on found objects also trains with an alignment loss that points "
-        'each colour phrase ("the red object") at the found region of that colour; at test time it reads '
-        f"no grounding. Each model trains for {budget:g} s of training time on one core ({jobs} at once); "
+        'each colour phrase ("the red object") at the found region of that colour and the phrase that names '
+        'the answer\'s referents ("the object closest to", "other objects") at the found regions the '
+        f"question's rule picks; at test time it reads no grounding. Each model trains for {budget:g} s of training time on one core ({jobs} at once); "
         "accuracies are on the test split with the final weights.\n"
     )
 

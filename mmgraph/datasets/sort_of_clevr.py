@@ -439,7 +439,7 @@ def sort_of_clevr_answers(
         ],
         axis=-1,
     )  # [N, Q, 9]
-    return np.take_along_axis(table, (t["family"] * NUM_SUBTYPES + t["subtype"])[..., None], axis=-1)[..., 0]
+    return np.take_along_axis(table, t["template"][..., None], axis=-1)[..., 0]
 
 
 def sort_of_clevr_referents(
@@ -478,14 +478,14 @@ def sort_of_clevr_referents(
         ],
         axis=-1,
     )  # [N, Q, O, 9]
-    which = (t["family"] * NUM_SUBTYPES + t["subtype"])[..., None, None]  # [N, Q, 1, 1]
-    which = np.broadcast_to(which, stack.shape[:-1] + (1,))
+    which = np.broadcast_to(t["template"][..., None, None], stack.shape[:-1] + (1,))  # [N, Q, O, 1]
     return np.take_along_axis(stack, which, axis=-1)[..., 0]
 
 
 def _layout_terms(centers, is_rectangle, family, subtype, color1, color2) -> Dict[str, np.ndarray]:
-    """What the answers of :func:`sort_of_clevr_answers` are made of: object 1's centre ``a`` [N, Q, 2],
-    the closest and furthest object [N, Q], and the [N, Q, O] masks of the other objects of object 1's
+    """What the answers of :func:`sort_of_clevr_answers` are made of: each question's template index
+    (family * 3 + subtype) [N, Q], object 1's centre ``a`` [N, Q, 2], the closest and furthest object
+    [N, Q], and the [N, Q, O] masks of the other objects of object 1's
     shape, inside the box, near the line and forming a right or obtuse triangle."""
     c = np.asarray(centers, dtype=np.int64)  # [N, O, 2]
     rect = np.asarray(is_rectangle, dtype=bool)  # [N, O]
@@ -534,8 +534,7 @@ def _layout_terms(centers, is_rectangle, family, subtype, color1, color2) -> Dic
         "n": n,
         "a": a,
         "rect": rect,
-        "family": family,
-        "subtype": subtype,
+        "template": family * NUM_SUBTYPES + subtype,
         "color1": color1,
         "closest": closest,
         "furthest": furthest,
