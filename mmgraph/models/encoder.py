@@ -86,6 +86,7 @@ class MMGraphEncoderConfig:
     # norm of the raw sum, where the box term dominates (46% -> 53% test accuracy on the quickstart data).
     region_part_norm: bool = True
     box_dim: Optional[int] = 5  # box embedding: 5 = xyxy + area, 4 = xyxy, None = none
+    box_frequencies: int = 0  # sinusoidal bands per box value (nn.encoders.box_features); 0: raw values
     pixels: bool = False  # regions are the grid cells of data.image; a GridBackbone computes their features
     grid: int = 8  # side of the backbone's output grid (the data set's grid)
     backbone_channels: Tuple[int, ...] = (32, 64)  # widths of the backbone's strided blocks before the last
@@ -152,6 +153,10 @@ class MMGraphEncoderConfig:
             )
         if self.layers < 0:
             raise ConfigError(f"MMGraphEncoderConfig.layers must be >= 0, got {self.layers}.")
+        if self.box_frequencies < 0:
+            raise ConfigError(
+                f"MMGraphEncoderConfig.box_frequencies must be >= 0, got {self.box_frequencies}."
+            )
         if self.pointer and self.variant not in ("graph", "no_graph"):
             raise ConfigError(
                 f"MMGraphEncoderConfig: pointer=True is part of the cross-modal sub-layer of the graph and "
@@ -308,7 +313,9 @@ class MMGraphEncoder(nn.Module):
         )
         if c.pixels:
             backbone = GridBackbone(hidden, grid=c.grid, channels=c.backbone_channels)
-            self.region_encoder = PixelRegionEncoder(backbone, hidden, feature_dim=hidden, box_dim=c.box_dim)
+            self.region_encoder = PixelRegionEncoder(
+                backbone, hidden, feature_dim=hidden, box_dim=c.box_dim, box_frequencies=c.box_frequencies
+            )
         else:
             tie = c.ties_concepts()
             self.region_encoder = RegionEncoder(
@@ -317,6 +324,7 @@ class MMGraphEncoder(nn.Module):
                 num_labels=c.num_labels,
                 num_attrs=c.num_attrs,
                 box_dim=c.box_dim,
+                box_frequencies=c.box_frequencies,
                 dropout=c.dropout,
                 # The token encoder owns the shared table; the region encoder only reads it.
                 concept_emb=token_encoder.word_emb if tie else None,

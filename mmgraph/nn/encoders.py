@@ -31,18 +31,29 @@ def _check_ids(name: str, ids: Tensor, size: int, fix: str) -> None:
             raise InputError(f"{name}: ids must lie in 0..{size - 1}, got {low}..{high}; {fix}.")
 
 
-def box_features(box: Tensor, box_dim: int = 5) -> Tensor:
+def box_features(box: Tensor, box_dim: int = 5, frequencies: int = 0) -> Tensor:
     r"""The box vector of each region: normalised ``xyxy``, then the area
-    :math:`(x_2 - x_1)(y_2 - y_1)` when ``box_dim == 5``.
+    :math:`(x_2 - x_1)(y_2 - y_1)` when ``box_dim == 5``; with
+    ``frequencies`` :math:`L > 0`, each value :math:`p` of it is followed by
+    its sinusoidal encoding :math:`\sin(2^k\pi p), \cos(2^k\pi p)`,
+    :math:`k = 0..L-1` (NeRF's :math:`\gamma(p)`, `Mildenhall et al. 2020
+    <https://arxiv.org/abs/2003.08934>`_). A linear layer on the raw values
+    draws only smooth functions of the position; the high frequencies let it
+    tell apart boxes a pixel apart ("is the red object on the left?" for an
+    object next to the middle).
 
     Shapes:
         - **input:** :math:`(R, 4)`
-        - **output:** :math:`(R, \mathrm{box\_dim})`
+        - **output:** :math:`(R, \mathrm{box\_dim} \cdot (1 + 2L))`
     """
-    if box_dim == 4:
+    if box_dim == 5:
+        area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])  # [R]
+        box = torch.cat([box, area.unsqueeze(-1)], dim=-1)  # [R, 5]
+    if frequencies <= 0:
         return box
-    area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])  # [R]
-    return torch.cat([box, area.unsqueeze(-1)], dim=-1)  # [R, 5]
+    scale = torch.pi * 2.0 ** torch.arange(frequencies, dtype=box.dtype, device=box.device)  # [L]
+    angle = (box.unsqueeze(-1) * scale).flatten(1)  # [R, box_dim * L]
+    return torch.cat([box, angle.sin(), angle.cos()], dim=-1)  # [R, box_dim * (1 + 2L)]
 
 
 class RegionEncoder(nn.Module):
@@ -89,6 +100,9 @@ class RegionEncoder(nn.Module):
             attribute input. (default: :obj:`None`)
         box_dim (int, optional): ``5`` (normalised ``xyxy`` and area), ``4``
             (``xyxy``) or ``None`` (no box embedding). (default: :obj:`5`)
+        box_frequencies (int, optional): Sinusoidal bands per box value
+            (:func:`box_features`); ``0`` embeds the raw values only.
+            (default: :obj:`0`)
         attr_reduce (str, optional): ``"mean"`` or ``"sum"`` of the valid
             attribute embeddings. (default: ``"mean"``)
         dropout (float, optional): Dropout on the output. (default: :obj:`0.0`)
@@ -123,6 +137,7 @@ class RegionEncoder(nn.Module):
         num_labels: Optional[int] = None,
         num_attrs: Optional[int] = None,
         box_dim: Optional[int] = 5,
+        box_frequencies: int = 0,
         attr_reduce: str = "mean",
         dropout: float = 0.0,
         concept_emb: Optional[nn.Embedding] = None,
@@ -133,6 +148,8 @@ class RegionEncoder(nn.Module):
         super().__init__()
         if box_dim not in (4, 5, None):
             raise InputError(f"RegionEncoder: box_dim must be 4, 5 or None, got {box_dim}.")
+        if box_frequencies < 0:
+            raise InputError(f"RegionEncoder: box_frequencies must be >= 0, got {box_frequencies}.")
         if attr_reduce not in ("mean", "sum"):
             raise InputError(f"RegionEncoder: attr_reduce must be 'mean' or 'sum', got {attr_reduce!r}.")
         if feature_dim is None and num_labels is None and num_attrs is None and box_dim is None:
@@ -144,11 +161,13 @@ class RegionEncoder(nn.Module):
         self.num_labels = num_labels
         self.num_attrs = num_attrs
         self.box_dim = box_dim
+        self.box_frequencies = box_frequencies
         self.attr_reduce = attr_reduce
         self.lin_x = Linear(feature_dim, hidden) if feature_dim is not None else None
         self.label_emb = nn.Embedding(num_labels, hidden) if num_labels is not None else None
         self.attr_emb = nn.Embedding(num_attrs, hidden) if num_attrs is not None else None
-        self.lin_box = nn.Linear(box_dim, hidden) if box_dim is not None else None
+        box_in = None if box_dim is None else box_dim * (1 + 2 * box_frequencies)
+        self.lin_box = nn.Linear(box_in, hidden) if box_in is not None else None
         self.part_norm = None
         if part_norm:
             enabled = {"x": self.lin_x, "label": self.label_emb, "attr": self.attr_emb, "box": self.lin_box}
@@ -259,7 +278,7 @@ class RegionEncoder(nn.Module):
                 emb = self.part_norm["attr"](emb) * valid.any(1, keepdim=True)
             parts.append(("attr", emb))
         if box is not None and self.lin_box is not None:
-            parts.append(("box", self.lin_box(box_features(box, self.box_dim))))
+            parts.append(("box", self.lin_box(box_features(box, self.box_dim, self.box_frequencies))))
         if not parts:
             raise InputError(
                 "RegionEncoder: none of the inputs the layer was built for was given "
@@ -277,6 +296,7 @@ class RegionEncoder(nn.Module):
         return (
             f"{self.__class__.__name__}({self.hidden}, feature_dim={self.feature_dim}, "
             f"num_labels={self.num_labels}, num_attrs={self.num_attrs}, box_dim={self.box_dim}"
+            f"{f', box_frequencies={self.box_frequencies}' if self.box_frequencies else ''}"
             f"{', tied' if self.tied else ''})"
         )
 
@@ -482,6 +502,7 @@ class PixelRegionEncoder(nn.Module):
         feature_dim (int, optional): Backbone output channels, ``-1`` for lazy.
             (default: :obj:`-1`)
         box_dim (int, optional): As in :class:`RegionEncoder`. (default: :obj:`5`)
+        box_frequencies (int, optional): As in :class:`RegionEncoder`. (default: :obj:`0`)
         dropout (float, optional): Dropout on the output. (default: :obj:`0.0`)
 
     Shapes:
@@ -496,12 +517,15 @@ class PixelRegionEncoder(nn.Module):
         hidden: int,
         feature_dim: int = -1,
         box_dim: Optional[int] = 5,
+        box_frequencies: int = 0,
         dropout: float = 0.0,
     ):
         super().__init__()
         self.backbone = backbone
         self.hidden = hidden
-        self.region = RegionEncoder(hidden, feature_dim=feature_dim, box_dim=box_dim, dropout=dropout)
+        self.region = RegionEncoder(
+            hidden, feature_dim=feature_dim, box_dim=box_dim, box_frequencies=box_frequencies, dropout=dropout
+        )
 
     def reset_parameters(self) -> None:
         if hasattr(self.backbone, "reset_parameters"):

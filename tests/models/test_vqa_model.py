@@ -188,6 +188,16 @@ def test_alignment_config_and_input_errors(dataset, batch):
     assert "align_loss" not in outputs and torch.isfinite(loss)
 
 
+def test_box_frequencies_option_widens_the_box_embedding(dataset, batch):
+    model = _model(dataset, box_frequencies=4)
+    assert model.encoder.region_encoder.lin_box.in_features == 5 * 9
+    loss, _ = model.loss(batch)
+    loss.backward()
+    assert model.encoder.region_encoder.lin_box.weight.grad[:, 5:].abs().sum() > 0
+    with pytest.raises(ConfigError, match="box_frequencies must be >= 0"):
+        _model(dataset, box_frequencies=-2)
+
+
 def test_question_conditioned_gate_and_geometry_options(dataset, batch):
     model = _model(dataset, cond_gate=True, cond_geometry=True)
     block = model.encoder.blocks[0]

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -36,6 +38,28 @@ def test_region_encoder_takes_any_subset_of_inputs():
     # LayerNorm without dropout: every row has zero mean.
     torch.testing.assert_close(outs[0].mean(-1), torch.zeros(4), atol=1e-5, rtol=0)
     assert not torch.allclose(outs[0], outs[4])
+
+
+def test_box_frequencies_add_sinusoidal_bands_of_every_box_value():
+    box = torch.tensor([[0.25, 0.5, 0.75, 1.0]])
+    plain = box_features(box)  # xyxy + area
+    assert plain.shape == (1, 5) and torch.allclose(plain[0, 4], torch.tensor(0.25))
+    enc = box_features(box, frequencies=3)
+    assert enc.shape == (1, 5 * 7)
+    torch.testing.assert_close(enc[:, :5], plain)
+    # sin(2^k pi p) for value p = x1 = 0.25 at k = 0, 1, 2, then the cosines after all sines.
+    sines, cosines = enc[0, 5:20].view(5, 3), enc[0, 20:].view(5, 3)
+    torch.testing.assert_close(sines[0], torch.tensor([math.sin(math.pi * 0.25 * 2**k) for k in range(3)]))
+    torch.testing.assert_close(cosines[0], torch.tensor([math.cos(math.pi * 0.25 * 2**k) for k in range(3)]))
+    assert box_features(box, box_dim=4, frequencies=2).shape == (1, 4 * 5)
+    layer = RegionEncoder(8, feature_dim=None, box_frequencies=3)
+    assert layer.lin_box.in_features == 35 and "box_frequencies=3" in repr(layer)
+    # Two boxes a pixel apart in a 75-pixel image differ in the bands far more than in the raw values.
+    near = torch.tensor([[37 / 75, 0.2, 47 / 75, 0.3], [38 / 75, 0.2, 48 / 75, 0.3]])
+    gap = box_features(near, frequencies=8).diff(dim=0).abs()
+    assert gap[0, 5:].max() > 20 * gap[0, :5].max()
+    with pytest.raises(InputError, match="box_frequencies must be >= 0"):
+        RegionEncoder(8, box_frequencies=-1)
 
 
 def test_attribute_padding_is_ignored():
