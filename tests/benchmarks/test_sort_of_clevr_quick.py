@@ -29,6 +29,9 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     grid, found = results[0], results[1]
     assert grid["regions"] == "pixels" and found["regions"] == "segments"
     assert found["options"]["pointer"] and found["options"]["align_weight"] > 0
+    # Found objects: complete region edges (the spatial graph cuts far pairs) and box bands.
+    assert found["options"]["edge_types"] == [["region", "implicit", "region"]]
+    assert found["options"]["box_frequencies"] > 0
     for r in results:
         assert "error" not in r, r.get("traceback")
         assert r["parameters"] > 0 and r["steps"] >= 1 and r["train_seconds"] > 0
