@@ -145,8 +145,8 @@ PLAIN = {"count": False, "intra_gate": False, "cross_first": False}
 # between objects more than half the diagonal apart), both kinds of edges 83.3%; sinusoidal box bands
 # (box_frequencies=8) took non-relational from 98.9-99.2% to 100.0% (left / top: every error of a model without
 # them was an object within 8 px of the middle), 86.0% overall with complete edges (relational 96.7%). Twice the
-# training images (2,200) left relational where it was (96.8%). Closest / furthest errors are near ties: 35 of
-# 37 wrong closest-object answers had the two nearest objects within 4 px of the same distance.
+# training images (2,200) left relational where it was (96.8%). Closest / furthest errors are near ties: 32 of
+# 36 wrong closest-object answers (27 of 31 furthest) had a second object within 4 px of the same distance.
 OBJECTS = {
     "edge_types": (IMPLICIT_EDGE,),
     "box_frequencies": 8,
