@@ -46,9 +46,13 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         }
         assert templates and all(0.0 <= v <= 1.0 for v in templates.values())
         assert {TEMPLATE_FAMILY[t] for t in templates} == set(present)
-    # Pixel models read the image through a CNN: they have more parameters than their scene-graph twins.
+    # On pixels the region models read the objects found in the image; CNN+MLP reads its CNN's grid.
+    for r in results:
+        if r["group"] == "pixels":
+            assert r["regions"] == ("pixels" if r["model"] == "cnn_mlp" else "segments"), r["label"]
+    found = next(r for r in results if r["label"] == "graph_vqa (pixels)")
+    assert found["options"]["edge_types"] == [["region", "spatial", "region"]] and found["options"]["pointer"]
     params = {(r["label"], r["group"]): r["parameters"] for r in results}
-    assert params[("graph_vqa (pixels)", "pixels")] > params[("graph_vqa (scene graphs)", "scene graphs")]
     # Ours trains with the pointer channel and the alignment loss; its ablation without them is its own row.
     ours, ablation = (r for r in results if r["model"] == "graph_vqa" and r["group"] == "scene graphs")
     assert ours["options"]["align_weight"] > 0 and ours["options"]["pointer"]
@@ -83,7 +87,8 @@ def test_quick_run_writes_well_formed_results(tmp_path):
 
     table = (tmp_path / "vqa_synthetic.md").read_text()
     assert table.startswith("# vqa_synthetic")
-    assert "| graph_vqa | scene graphs |" in table and "| cnn_mlp | pixels |" in table
+    assert "| graph_vqa | scene graphs |" in table and "| cnn_mlp | pixels: CNN grid |" in table
+    assert "| graph_vqa | pixels: found objects |" in table
     assert "## Targets (issue 6)" in table and "| pixels |" in table.split("## Targets")[1]
     per_template = table.split("## Accuracy per question template")[1]
     assert "| graph_vqa, no alignment | scene graphs |" in table
