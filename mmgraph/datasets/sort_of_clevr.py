@@ -464,11 +464,12 @@ def sort_of_clevr_referents(
     """
     t = _layout_terms(centers, is_rectangle, family, subtype, color1, color2)
     objects = np.arange(t["rect"].shape[1])
+    none = np.zeros_like(t["same_shape"])  # the non-relational questions name no referent
     stack = np.stack(
         [
-            np.zeros_like(t["same_shape"]),
-            np.zeros_like(t["same_shape"]),
-            np.zeros_like(t["same_shape"]),
+            none,
+            none,
+            none,
             objects == t["closest"][..., None],
             objects == t["furthest"][..., None],
             t["same_shape"],

@@ -34,9 +34,10 @@ def _check_ids(name: str, ids: Tensor, size: int, fix: str) -> None:
 def box_features(box: Tensor, box_dim: int = 5, frequencies: int = 0) -> Tensor:
     r"""The box vector of each region: normalised ``xyxy``, then the area
     :math:`(x_2 - x_1)(y_2 - y_1)` when ``box_dim == 5``; with
-    ``frequencies`` :math:`L > 0`, each value :math:`p` of it is followed by
-    its sinusoidal encoding :math:`\sin(2^k\pi p), \cos(2^k\pi p)`,
-    :math:`k = 0..L-1` (NeRF's :math:`\gamma(p)`, `Mildenhall et al. 2020
+    ``frequencies`` :math:`L > 0`, these values are followed by their
+    sinusoidal encodings, first every :math:`\sin(2^k\pi p)`, then every
+    :math:`\cos(2^k\pi p)` (value by value, :math:`k = 0..L-1` within each
+    value; NeRF's :math:`\gamma(p)`, `Mildenhall et al. 2020
     <https://arxiv.org/abs/2003.08934>`_). A linear layer on the raw values
     draws only smooth functions of the position; the high frequencies let it
     tell apart boxes a pixel apart ("is the red object on the left?" for an
