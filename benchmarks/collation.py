@@ -18,6 +18,12 @@ batch from that storage at once (``collate_stored``). The second table times
 the three ways from indices to a batch: PyG's in a first epoch (nothing
 cached) and in later ones, and ``get_batch``.
 
+Then the trainer moves the batch to its device. PyG's ``.to`` rebuilds
+every store even where nothing moves (a CPU batch to the CPU);
+``mmgraph.graph.to_device`` checks the stores' tensors first and returns the
+batch itself when they are all there already. The third table times both
+on a CPU batch bound for the CPU, the case of every CPU training step.
+
 Measured on the package's synthetic data, generated into a temporary folder
 (``--images`` scenes), for the three kinds of graph it has: questions over
 scene graphs, questions over pixels (the image rides along in every graph),
@@ -45,7 +51,7 @@ from common import benchmark_parser, markdown_table, rate, write_results  # noqa
 from torch_geometric.data import Batch  # noqa: E402
 
 from mmgraph.datasets.synthetic_graphs import SyntheticRetrieval, SyntheticVQA  # noqa: E402
-from mmgraph.graph import GraphBuilder, collate_graphs  # noqa: E402
+from mmgraph.graph import GraphBuilder, collate_graphs, to_device  # noqa: E402
 
 
 def _equal(a, b) -> bool:
@@ -100,6 +106,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         loading, loading_rows = [], []
+        moving, moving_rows = [], []
         for name, ds in datasets(Path(tmp), images).items():
             graphs = [ds[i] for i in range(len(ds))]  # materialised once, as a loader's dataset holds them
             for size in batch_sizes:
@@ -139,6 +146,8 @@ def main(argv=None):
                     f"(x{entry['speedup_mean']:.1f}), equal: {rows[-1][-1]}",
                     flush=True,
                 )
+                moving.append(_moving(name, collate_graphs(chunk), size, min_time))
+                moving_rows.append([name, size, *moving[-1]["ms_per_batch"].values()])
                 loading.append(_loading(name, ds, size, min_time))
                 loading_rows.append(
                     [
@@ -166,21 +175,25 @@ def main(argv=None):
         "get_batch ms/batch",
         "equal batches",
     ]
+    moving_header = ["graphs", "batch", "PyG .to ms/batch", "to_device ms/batch"]
     payload = {
         "quick": args.quick,
         "images": images,
         "results": results,
         "loading": loading,
+        "moving": moving,
         "wall_seconds": time.perf_counter() - t0,
     }
     loading_table = markdown_table(loading_header, loading_rows)
+    moving_table = markdown_table(moving_header, moving_rows)
     write_results(
         "collation",
         payload,
         header,
         rows,
         args.out,
-        tail=f"\n## From indices to a batch (data set to loader)\n\n{loading_table}",
+        tail=f"\n## From indices to a batch (data set to loader)\n\n{loading_table}"
+        f"\n\n## A CPU batch to the CPU (the trainer's move)\n\n{moving_table}",
     )
     return 0 if all(e["equal_batches"] for e in results + loading) else 1
 
@@ -208,6 +221,23 @@ def _loading(name: str, ds, size: int, min_time: float):
     print(
         f"{'':<34} loading: PyG first epoch {out['ms_per_batch']['pyg_first_epoch']:7.2f} ms, later "
         f"{out['ms_per_batch']['pyg_later_epochs']:7.2f} ms, get_batch {out['ms_per_batch']['get_batch']:7.2f} ms",
+        flush=True,
+    )
+    return out
+
+
+def _moving(name: str, batch: Batch, size: int, min_time: float):
+    """Milliseconds per batch of moving a CPU ``batch`` to the CPU: PyG's ``.to`` and ``to_device``."""
+    cpu = torch.device("cpu")
+    timed = {
+        "pyg_to": rate(lambda: batch.to(cpu), size, min_time=min_time),
+        "to_device": rate(lambda: to_device(batch, cpu), size, min_time=min_time),
+    }
+    out = {"graphs": name, "batch_size": size, **timed}
+    out["ms_per_batch"] = {key: 1000 * size / r["per_second_mean"] for key, r in timed.items()}
+    print(
+        f"{'':<34} moving: PyG .to {out['ms_per_batch']['pyg_to']:7.3f} ms, to_device "
+        f"{out['ms_per_batch']['to_device']:7.3f} ms",
         flush=True,
     )
     return out

@@ -9,7 +9,7 @@ from mmgraph.graph.boxes import (
     validate_boxes,
 )
 from mmgraph.graph.builder import GraphBuilder, Sample, sample_from_data, sample_to_data
-from mmgraph.graph.collate import GraphLoader, collate_graphs, collate_stored
+from mmgraph.graph.collate import GraphLoader, collate_graphs, collate_stored, to_device
 from mmgraph.graph.cross import complete_cross_edges, grounded_cross_edges, topk_cross_edges
 from mmgraph.graph.pairs import negative_pairs, pair_batch, pair_graph, pair_graphs
 from mmgraph.graph.regions import (
@@ -43,6 +43,7 @@ __all__ = [
     "GraphLoader",
     "collate_graphs",
     "collate_stored",
+    "to_device",
     "GraphBuilder",
     "ParsedText",
     "Regions",

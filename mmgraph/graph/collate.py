@@ -41,7 +41,29 @@ from torch_geometric.loader.dataloader import Collater
 
 _pyg_collate = Collater(None)  # PyG DataLoader's collation: graphs, tensors, numbers, dicts, ...
 
-__all__ = ["collate_graphs", "collate_stored", "GraphLoader"]
+__all__ = ["collate_graphs", "collate_stored", "GraphLoader", "to_device"]
+
+
+def to_device(data: Any, device: Any) -> Any:
+    """``data.to(device)``, or ``data`` itself where every tensor attribute of its stores is
+    already on ``device``.
+
+    PyG's :meth:`~torch_geometric.data.HeteroData.to` rebuilds every store, walking every
+    attribute (lists and dicts too), even when nothing moves: about 11 ms for a batch of 64
+    synthetic questions, a tenth of a small model's CPU training step. Checking the stores' own
+    tensors first costs a few microseconds. Tensors nested in lists or dicts are not checked:
+    move a batch whose only off-device tensors sit there (none of the package's graphs has
+    such) with ``.to``.
+    """
+    device = torch.device(device)
+    stores = getattr(data, "stores", None)
+    if stores is None:  # a plain tensor or another object with .to
+        return data.to(device)
+    for store in stores:
+        for value in store.values():
+            if isinstance(value, Tensor) and value.device != device:
+                return data.to(device)
+    return data
 
 
 def _cumsum(sizes: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mmgraph.graph.builder import GraphBuilder
-from mmgraph.graph.collate import collate_graphs
+from mmgraph.graph.collate import collate_graphs, to_device
 from mmgraph.graph.pairs import negative_pairs, pair_batch
 from mmgraph.metrics.accuracy import AccuracyMeter
 from mmgraph.metrics.retrieval import hard_negative_accuracy, retrieval_metrics
@@ -25,7 +25,7 @@ def predict_vqa(model: nn.Module, loader: Iterable, device: torch.device) -> Tup
     """Predicted answer ids ``[N]`` and the batches' graphs' ids, in loader order."""
     preds, ids = [], []
     for batch in loader:
-        batch = batch.to(device)
+        batch = to_device(batch, device)
         preds.append(model(batch).argmax(-1).cpu())
         ids.extend(_as_list(batch.get("question_id", batch.get("sample_id"))))
     return torch.cat(preds), ids
@@ -51,7 +51,7 @@ def evaluate_vqa(
     template_meter = AccuracyMeter()
     soft_total, soft_count = 0.0, 0
     for batch in loader:
-        batch = batch.to(device)
+        batch = to_device(batch, device)
         pred = model(batch).argmax(-1)
         y = batch.y
         if y.is_floating_point():
@@ -116,7 +116,7 @@ class RetrievalEvaluator:
     def __call__(self, model: nn.Module, loader: Iterable, device: torch.device) -> Dict[str, float]:
         graphs, image_emb, text_emb, image_ids = [], [], [], []
         for batch in loader:
-            batch = batch.to(device)
+            batch = to_device(batch, device)
             out = model(batch)
             image_emb.append(out.image)
             text_emb.append(out.text)
@@ -158,7 +158,7 @@ class RetrievalEvaluator:
             return {}
         owner = pairs.pair_index[:, 0]
         kinds = [k for g in graphs for k in g.negative_kinds]
-        out = model(batch.to(device))
+        out = model(to_device(batch, device))
         text_neg = model(pairs.to(device)).text
         pos = (out.image * out.text).sum(-1).cpu()
         neg = (out.image[owner.to(device)] * text_neg).sum(-1).cpu()

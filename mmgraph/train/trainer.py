@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from mmgraph.errors import ConfigError, InputError
-from mmgraph.graph.collate import GraphLoader
+from mmgraph.graph.collate import GraphLoader, to_device
 from mmgraph.train.checkpoint import load_checkpoint, save_checkpoint
 from mmgraph.train.config import config_to_dict, save_config
 from mmgraph.train.distributed import DistInfo, all_reduce_mean, init_distributed
@@ -341,7 +341,7 @@ class Trainer:
         self.wrapped.train()
         total = 0.0
         for k, batch in enumerate(batches):
-            batch = batch.to(self.device)
+            batch = to_device(batch, self.device)
             last = k == len(batches) - 1
             context = self.wrapped.no_sync() if self.dist.distributed and not last else nullcontext()
             with (

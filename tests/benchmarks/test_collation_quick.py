@@ -23,9 +23,17 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         assert entry["equal_batches"] is True
         assert set(entry["ms_per_batch"]) == {"pyg_first_epoch", "pyg_later_epochs", "get_batch"}
         assert all(ms > 0 for ms in entry["ms_per_batch"].values())
+    moving = payload["moving"]
+    assert [(e["graphs"], e["batch_size"]) for e in moving] == [
+        (e["graphs"], e["batch_size"]) for e in results
+    ]
+    for entry in moving:
+        assert set(entry["ms_per_batch"]) == {"pyg_to", "to_device"}
+        assert all(ms > 0 for ms in entry["ms_per_batch"].values())
     table = (tmp_path / "collation.md").read_text()
     assert table.startswith("# collation") and "| questions, scene graphs | 64 |" in table
     assert (
         "## From indices to a batch" in table
-        and table.count("| captions + negatives (retrieval) | 64 |") == 2
+        and "## A CPU batch to the CPU" in table
+        and table.count("| captions + negatives (retrieval) | 64 |") == 3
     )

@@ -5,7 +5,7 @@ from torch_geometric.loader import DataLoader
 
 from mmgraph.datasets.synthetic_graphs import SyntheticRetrieval, SyntheticVQA
 from mmgraph.graph import GraphBuilder
-from mmgraph.graph.collate import GraphLoader, collate_graphs, collate_stored
+from mmgraph.graph.collate import GraphLoader, collate_graphs, collate_stored, to_device
 
 GENERATE = dict(num_images=6, questions_per_image=3, captions_per_image=2, seed=3, image_size=24)
 
@@ -140,3 +140,28 @@ def test_get_batch_falls_back_graph_by_graph(datasets):
         _assert_same_batch(batch, Batch.from_data_list([scene[0], scene[2]]))
     finally:
         scene.transform = None
+
+
+def test_to_device_skips_a_batch_already_there_and_moves_one_that_is_not(datasets, monkeypatch):
+    batch = collate_graphs([datasets["scene_graph"][i] for i in range(4)])
+    pyg_to = type(batch).to
+
+    def counted_to(self, *args, **kwargs):
+        calls.append(args)
+        return pyg_to(self, *args, **kwargs)
+
+    calls = []
+    monkeypatch.setattr(type(batch), "to", counted_to)
+    assert to_device(batch, "cpu") is batch and to_device(batch, torch.device("cpu")) is batch
+    assert calls == []  # nothing to move: PyG's walk over every store is skipped
+    moved = to_device(batch, "meta")  # a device other than the tensors': PyG moves every store
+    assert len(calls) == 1
+    for store in moved.stores:
+        for key, value in store.items():
+            if isinstance(value, torch.Tensor):
+                assert value.device.type == "meta", f"{store._key}.{key}"
+    assert to_device(moved, "meta") is moved and len(calls) == 1  # now already there
+    # One tensor elsewhere is enough to move the whole batch.
+    moved["region"].box = torch.zeros(moved["region"].box.shape)
+    assert to_device(moved, "meta")["region"].box.device.type == "meta" and len(calls) == 2
+    assert to_device(torch.zeros(3), "meta").device.type == "meta"
