@@ -87,7 +87,8 @@ class AttentionPooling(nn.Module):
         self.proj = nn.Linear(hidden, hidden)
         self.cond_proj = nn.Linear(cond_dim, hidden, bias=False) if cond_dim is not None else None
         self.score = nn.Linear(hidden, glimpses, bias=False)
-        self.glimpse_proj = nn.Linear(glimpses * hidden, hidden) if glimpses > 1 else None
+        # No bias: a graph without nodes pools to zeros with glimpses too.
+        self.glimpse_proj = nn.Linear(glimpses * hidden, hidden, bias=False) if glimpses > 1 else None
         self.gate = nn.Linear(hidden, 1) if count else None
         self.count_proj = nn.Linear(hidden, hidden, bias=False) if count else None
         self.reset_parameters()

@@ -127,5 +127,6 @@ def test_glimpses_pool_independently_and_project_back():
     g0 = (alpha[batch == 0].unsqueeze(-1) * x[batch == 0].unsqueeze(1)).sum(0).flatten()
     torch.testing.assert_close(out[0], pool.glimpse_proj(g0), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(alpha[:, 0], alpha[:, 1])
+    assert torch.equal(out[1], torch.zeros(HIDDEN))  # the graph without nodes pools to zeros
     with pytest.raises(InputError, match="glimpses"):
         AttentionPooling(HIDDEN, glimpses=0)
