@@ -76,6 +76,7 @@ class Entry:
     train: Dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides (lr, batch_size, ...)
     budget: Optional[float] = None  # training seconds; None: run_entries' budget
     group: str = ""  # a column to group rows by (e.g. "scene graphs" / "pixels")
+    seed: Optional[int] = None  # seed of data order and initial weights; None: run_entries' seed
 
 
 def prepare(entries: Sequence[Entry]) -> None:
@@ -200,6 +201,7 @@ def run_entry(entry: Entry, budget: float, seed: int = 0, curve: bool = False):
         "label": entry.label,
         "group": entry.group,
         "model": entry.model,
+        "seed": seed,
         "regions": entry.data.regions,
         "options": dict(entry.options),
         "train": {k: getattr(config, k) for k in ("batch_size", "lr", "warmup", "schedule", "weight_decay")},
@@ -231,12 +233,13 @@ def _worker(args) -> Dict[str, Any]:
             "label": entry.label,
             "group": entry.group,
             "model": entry.model,
+            "seed": seed,
             "error": f"{type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(),
         }
     result["process_seconds"] = time.perf_counter() - t0
     print(
-        f"[{time.strftime('%H:%M:%S')}] {entry.label}: "
+        f"[{time.strftime('%H:%M:%S')}] {entry.label}{'' if entry.seed is None else f', seed {seed}'}: "
         + (
             result.get("error")
             or f"{result['steps']} steps in {result['train_seconds']:.0f} s, test {_headline(result)}"
@@ -263,10 +266,10 @@ def run_entries(
     seed: int = 0,
     curve: bool = False,
 ) -> List[Dict[str, Any]]:
-    """Runs every entry (``entry.budget`` or ``budget`` training seconds each) in ``jobs`` processes;
-    returns their results in the entries' order."""
+    """Runs every entry (``entry.budget`` or ``budget`` training seconds each, at ``entry.seed`` or
+    ``seed``) in ``jobs`` processes; returns their results in the entries' order."""
     prepare(entries)
-    tasks = [(e, e.budget or budget, seed, curve, threads) for e in entries]
+    tasks = [(e, e.budget or budget, seed if e.seed is None else e.seed, curve, threads) for e in entries]
     if jobs <= 1:
         return [_worker(t) for t in tasks]
     # spawn: a fresh interpreter per worker, no forked torch thread pools.

@@ -145,6 +145,13 @@ Usage::
     python benchmarks/vqa_synthetic.py                 # full: about 28 minutes on 2 cores
     python benchmarks/vqa_synthetic.py --quick         # tiny data, seconds per model (the tests)
     python benchmarks/vqa_synthetic.py --budget 600 --images 8000
+    # the spread between seeds: ours and its closest rivals, four seeds each (about 24 minutes)
+    python benchmarks/vqa_synthetic.py --modes scene_graph --models graph_vqa single_stream_vqa --seeds 4
+
+With ``--seeds N`` every row is the mean of N runs (initial weights and data
+order; the same data) with its lowest and highest overall accuracy, and a
+table gives each seed's; ``--models`` keeps the named rows only. Such a run
+writes ``vqa_synthetic_seeds.{json,md}`` (``--name``), not the full table.
 """
 
 from __future__ import annotations
@@ -277,6 +284,9 @@ def _name(result: Dict) -> str:
     return result["label"].rsplit(" (", 1)[0]
 
 
+# Every row's model name, in the table's order (--models picks among them).
+ROW_NAMES = tuple(dict.fromkeys(_name({"label": e.label}) for e in entries(DATA, QUICK, list(MODES))))
+
 # What a row's region nodes were, by its data's regions.
 REGION_NAMES = {
     "scene_graph": "scene graphs",
@@ -295,6 +305,43 @@ def _ours(result: Dict) -> bool:
 
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
+
+
+# Figures of a row that are averaged over its seeds (with --seeds > 1).
+MEAN_FIELDS = (
+    "steps",
+    "epochs",
+    "train_seconds",
+    "train_samples_per_s",
+    "inference_ms_per_sample",
+    "train_peak_mib",
+)
+
+
+def aggregate(runs: List[Dict]) -> List[Dict]:
+    """One row per entry from its runs at several seeds, in the entries' order: the mean of every
+    figure and test accuracy, each seed's overall accuracy in ``seed_accuracy``. An entry with a
+    failed seed keeps that seed's error."""
+    by_label: Dict[str, List[Dict]] = {}
+    for run in runs:
+        by_label.setdefault(run["label"], []).append(run)
+    out = []
+    for group in by_label.values():
+        seeds = [run["seed"] for run in group]
+        failed = [run for run in group if "error" in run]
+        if failed:
+            out.append({**failed[0], "seeds": seeds})
+            continue
+        row = {k: v for k, v in group[0].items() if k not in ("test", "seed", "curve")}
+        for key in MEAN_FIELDS:
+            row[key] = sum(run[key] for run in group) / len(group)
+        row["steps"] = round(row["steps"])
+        keys = [k for k in group[0]["test"] if all(k in run["test"] for run in group)]
+        row["test"] = {k: sum(run["test"][k] for run in group) / len(group) for k in keys}
+        row["seeds"] = seeds
+        row["seed_accuracy"] = {str(run["seed"]): run["test"]["accuracy"] for run in group}
+        out.append(row)
+    return out
 
 
 def summarise(results: List[Dict], modes: Sequence[str]) -> Dict[str, object]:
@@ -317,6 +364,11 @@ def summarise(results: List[Dict], modes: Sequence[str]) -> Dict[str, object]:
             "ahead_of_every_baseline": best is None or ours["test"]["accuracy"] > best["test"]["accuracy"],
             "targets_met": {key: (ours["test"].get(key) or 0.0) >= target for key, target in TARGETS.items()},
         }
+        if "seed_accuracy" in ours:  # several seeds: the figures above are means; also seed by seed
+            summary[group]["ahead_in_every_seed"] = all(
+                accuracy > max((r["seed_accuracy"].get(seed, 0.0) for r in rivals), default=0.0)
+                for seed, accuracy in ours["seed_accuracy"].items()
+            )
     return summary
 
 
@@ -343,7 +395,35 @@ def main(argv=None) -> Dict[str, object]:
         help="what the region models read on pixels: the objects found in the image (mmgraph.graph.segments; "
         "default) or their CNN's grid cells; CNN+MLP reads the grid either way",
     )
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="run every model at seeds --seed .. --seed + N - 1 and report each row's mean, lowest and "
+        "highest accuracy (default: 1)",
+    )
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        metavar="ROW",
+        help=f"only these rows' models (default: all): {', '.join(repr(n) for n in ROW_NAMES)}",
+    )
+    ap.add_argument(
+        "--name",
+        default=None,
+        help="results file name (default: vqa_synthetic; vqa_synthetic_seeds with --seeds > 1 or --models, "
+        "so that a partial run does not replace the full table)",
+    )
     args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error(f"--seeds must be >= 1, got {args.seeds}")
+    unknown = sorted(set(args.models or ()) - set(ROW_NAMES))
+    if unknown:
+        ap.error(f"--models: unknown {unknown}; choose from {list(ROW_NAMES)}")
+    name = args.name or (
+        "vqa_synthetic" if args.seeds == 1 and args.models is None else "vqa_synthetic_seeds"
+    )
     sizes = QUICK if args.quick else FULL
     if args.images is not None:
         sizes = replace(sizes, images=args.images)
@@ -356,12 +436,21 @@ def main(argv=None) -> Dict[str, object]:
 
     t0 = time.perf_counter()
     todo = entries(data, sizes, args.modes, pixel_regions=args.pixel_regions)
-    results = run_entries(todo, budget, jobs=args.jobs, threads=args.threads, seed=args.seed)
+    if args.models is not None:
+        todo = [e for e in todo if _name({"label": e.label}) in args.models]
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    if args.seeds > 1:
+        todo = [replace(e, seed=seed) for e in todo for seed in seeds]
+    runs = run_entries(todo, budget, jobs=args.jobs, threads=args.threads, seed=args.seed)
     wall = time.perf_counter() - t0
+    results = runs if args.seeds == 1 else aggregate(runs)
 
     families = list(FAMILIES)
     header = ["model", "regions", "params", "steps", "epochs", "train s", "samples/s", "infer ms/sample"]
-    header += ["peak MiB", "overall %"] + [f"{f} %" for f in families]
+    header += ["peak MiB", "overall %"]
+    if args.seeds > 1:
+        header += ["lowest %", "highest %"]
+    header += [f"{f} %" for f in families]
     rows = []
     for r in results:
         if "error" in r:
@@ -372,6 +461,11 @@ def main(argv=None) -> Dict[str, object]:
             [_name(r), _regions(r), f"{r['parameters']:,}", r["steps"], round(r["epochs"], 2)]
             + [round(r["train_seconds"], 1), round(r["train_samples_per_s"], 1)]
             + [round(r["inference_ms_per_sample"], 3), round(r["train_peak_mib"], 1), _pct(test["accuracy"])]
+            + (
+                [_pct(min(r["seed_accuracy"].values())), _pct(max(r["seed_accuracy"].values()))]
+                if args.seeds > 1
+                else []
+            )
             + [_pct(test.get(f"accuracy/{f}")) for f in families]
         )
     summary = summarise(results, args.modes)
@@ -389,6 +483,8 @@ def main(argv=None) -> Dict[str, object]:
             "jobs": args.jobs,
             "threads": args.threads,
             "seed": args.seed,
+            "seeds": seeds,
+            "models": args.models,
             "data": str(data),
         },
         "targets": TARGETS,
@@ -396,12 +492,21 @@ def main(argv=None) -> Dict[str, object]:
         "summary": summary,
         "wall_seconds": wall,
     }
+    if args.seeds > 1:
+        payload["runs"] = runs  # every seed's own result; "results" holds their means
     lines = [
         "",
         f"Every model trained for {budget:g} s of CPU time on scene graphs (and the blind one), "
         f"{sizes.pixel_budget:g} s on pixels ({args.jobs} at once, {args.threads} thread(s) each), then its "
         f"final weights were scored on the {results[0].get('test_size', '?')} test questions. Accuracies "
-        f"in percent. Whole run: {wall / 60:.1f} minutes.",
+        f"in percent. Whole run: {wall / 60:.1f} minutes."
+        + (
+            f" Every row is the mean of {args.seeds} runs (seeds {seeds[0]}-{seeds[-1]}: initial weights and "
+            "data order; the same data), with its lowest and highest overall accuracy; the targets read "
+            "the means."
+            if args.seeds > 1
+            else ""
+        ),
         "",
         "## Targets (issue 6)",
         "",
@@ -417,8 +522,10 @@ def main(argv=None) -> Dict[str, object]:
             f"{'yes' if s['ahead_of_every_baseline'] else 'no'} | {'met' if met['accuracy'] else 'not met'} | "
             f"{'met' if met['accuracy/two_hop'] else 'not met'} |"
         )
+    if args.seeds > 1:
+        lines += ["", seed_table(results, seeds, summary)]
     payload = write_results(
-        "vqa_synthetic",
+        name,
         payload,
         header,
         rows,
@@ -426,6 +533,27 @@ def main(argv=None) -> Dict[str, object]:
         tail="\n".join(lines) + "\n" + template_table(results),
     )
     return payload
+
+
+def seed_table(results: List[Dict], seeds: Sequence[int], summary: Dict[str, object]) -> str:
+    """Each row's overall accuracy seed by seed, and whether ours led every baseline in each seed."""
+    rows = [
+        [_name(r), _regions(r)] + [_pct(r.get("seed_accuracy", {}).get(str(seed))) for seed in seeds]
+        for r in results
+    ]
+    lines = [
+        "## Overall accuracy per seed, %",
+        "",
+        markdown_table(["model", "regions"] + [f"seed {seed}" for seed in seeds], rows).rstrip("\n"),
+    ]
+    for group, s in summary.items():
+        every = s.get("ahead_in_every_seed")
+        if every is not None:
+            lines += [
+                "",
+                f"{group}: graph_vqa ahead of every baseline in every seed: {'yes' if every else 'no'}.",
+            ]
+    return "\n".join(lines)
 
 
 def template_table(results: List[Dict]) -> str:

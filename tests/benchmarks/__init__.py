@@ -7,17 +7,20 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def run_quick(name: str, out: Path) -> dict:
-    """Runs ``benchmarks/<name>.py --quick --out <out>`` and returns its JSON results."""
+def run_quick(name: str, out: Path, *args: str, results: str = None) -> dict:
+    """Runs ``benchmarks/<name>.py --quick --out <out> [args]`` and returns its JSON results
+    (``<out>/<results or name>.json``)."""
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--out", str(out), *args],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    payload = json.loads((out / f"{name}.json").read_text())
-    assert payload["quick"] is True and payload["command"].endswith("--quick --out " + str(out))
+    payload = json.loads((out / f"{results or name}.json").read_text())
+    assert payload["quick"] is True and payload["command"].endswith(
+        " ".join(["--quick --out", str(out), *args])
+    )
     return payload
 
 

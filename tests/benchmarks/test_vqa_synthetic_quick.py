@@ -1,7 +1,10 @@
+import subprocess
+import sys
+
 import pytest
 
 from mmgraph.datasets.synthetic_language import TEMPLATE_FAMILY
-from tests.benchmarks import check_budget_results, run_quick
+from tests.benchmarks import BENCHMARKS, check_budget_results, run_quick
 
 pytest.importorskip("spacy")
 
@@ -95,3 +98,57 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     header = "| family | template | question_only | graph_vqa | graph_vqa, no alignment | single_stream_vqa |"
     assert header in per_template
     assert "cnn_mlp" not in per_template  # scene-graph models and the blind one only
+
+
+def test_seeds_mode_reports_each_rows_mean_and_spread(tmp_path):
+    args = (
+        "--seeds",
+        "2",
+        "--models",
+        "graph_vqa",
+        "single_stream_vqa",
+        "--modes",
+        "scene_graph",
+        "--jobs",
+        "1",
+    )
+    payload = run_quick("vqa_synthetic", tmp_path, *args, results="vqa_synthetic_seeds")
+    assert not (tmp_path / "vqa_synthetic.json").exists()  # a partial run leaves the full table alone
+    assert payload["settings"]["seeds"] == [0, 1]
+    runs, results = payload["runs"], payload["results"]
+    assert [(r["label"], r["seed"]) for r in runs] == [
+        ("graph_vqa (scene graphs)", 0),
+        ("graph_vqa (scene graphs)", 1),
+        ("single_stream_vqa (scene graphs)", 0),
+        ("single_stream_vqa (scene graphs)", 1),
+    ]
+    assert [r["label"] for r in results] == ["graph_vqa (scene graphs)", "single_stream_vqa (scene graphs)"]
+    for row in results:
+        own = [r for r in runs if r["label"] == row["label"]]
+        assert row["seeds"] == [0, 1] and row["parameters"] == own[0]["parameters"]
+        assert row["seed_accuracy"] == {str(r["seed"]): r["test"]["accuracy"] for r in own}
+        for key, value in row["test"].items():
+            assert value == pytest.approx(sum(r["test"][key] for r in own) / 2), key
+        assert row["steps"] == round(sum(r["steps"] for r in own) / 2)
+    ours, rival = results
+    s = payload["summary"]["scene graphs"]
+    assert s["graph_vqa_accuracy"] == ours["test"]["accuracy"]
+    assert s["ahead_in_every_seed"] == all(
+        ours["seed_accuracy"][k] > rival["seed_accuracy"][k] for k in ("0", "1")
+    )
+    table = (tmp_path / "vqa_synthetic_seeds.md").read_text()
+    assert "| overall % | lowest % | highest % |" in table
+    assert "## Overall accuracy per seed, %" in table and "| model | regions | seed 0 | seed 1 |" in table
+    low, high = (min(ours["seed_accuracy"].values()), max(ours["seed_accuracy"].values()))
+    assert f"| {100 * low:.1f} | {100 * high:.1f} |" in table
+
+
+def test_models_must_be_rows_of_the_table(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "vqa_synthetic.py"), "--quick", "--out", str(tmp_path)]
+        + ["--models", "graph_vq"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "--models: unknown ['graph_vq']" in result.stderr
