@@ -496,8 +496,10 @@ def main(argv=None) -> Dict[str, object]:
         payload["runs"] = runs  # every seed's own result; "results" holds their means
     lines = [
         "",
-        f"Every model trained for {budget:g} s of CPU time on scene graphs (and the blind one), "
-        f"{sizes.pixel_budget:g} s on pixels ({args.jobs} at once, {args.threads} thread(s) each), then its "
+        f"Every model trained for {budget:g} s of CPU time on scene graphs"
+        + (" (and the blind one)" if any(r["group"] == "blind" for r in results) else "")
+        + (f", {sizes.pixel_budget:g} s on pixels" if "pixels" in args.modes else "")
+        + f" ({args.jobs} at once, {args.threads} thread(s) each), then its "
         f"final weights were scored on the {results[0].get('test_size', '?')} test questions. Accuracies "
         f"in percent. Whole run: {wall / 60:.1f} minutes."
         + (
