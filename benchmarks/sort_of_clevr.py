@@ -147,6 +147,11 @@ PLAIN = {"count": False, "intra_gate": False, "cross_first": False}
 # them was an object within 8 px of the middle), 86.0% overall with complete edges (relational 96.7%). Twice the
 # training images (2,200) left relational where it was (96.8%). Closest / furthest errors are near ties: 32 of
 # 36 wrong closest-object answers (27 of 31 furthest) had a second object within 4 px of the same distance.
+# The found boxes are precise enough: picking the closest / furthest found box answers 675 of 676 and 599 of 599
+# test questions. Trials that gave the layers distance more directly (300 s, seed 0; the setting above: relational
+# 97.3%): the log centre distance in the target box's size as a fifth edge-geometry feature 97.2%; the geometry
+# also projected into the messages (each region receives its attention-weighted geometry, not only the weights)
+# 97.3%; both 72.0%. Not kept.
 OBJECTS = {
     "edge_types": (IMPLICIT_EDGE,),
     "box_frequencies": 8,
