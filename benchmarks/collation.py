@@ -216,14 +216,7 @@ def _loading(name: str, ds, size: int, min_time: float):
         "pyg_later_epochs": rate(later_epochs, size, min_time=min_time),
         "get_batch": rate(lambda: ds.get_batch(ids), size, min_time=min_time),
     }
-    out = {"graphs": name, "batch_size": size, "equal_batches": equal, **timed}
-    out["ms_per_batch"] = {key: 1000 * size / r["per_second_mean"] for key, r in timed.items()}
-    print(
-        f"{'':<34} loading: PyG first epoch {out['ms_per_batch']['pyg_first_epoch']:7.2f} ms, later "
-        f"{out['ms_per_batch']['pyg_later_epochs']:7.2f} ms, get_batch {out['ms_per_batch']['get_batch']:7.2f} ms",
-        flush=True,
-    )
-    return out
+    return _per_batch("loading", name, size, timed, equal_batches=equal)
 
 
 def _moving(name: str, batch: Batch, size: int, min_time: float):
@@ -233,13 +226,16 @@ def _moving(name: str, batch: Batch, size: int, min_time: float):
         "pyg_to": rate(lambda: batch.to(cpu), size, min_time=min_time),
         "to_device": rate(lambda: to_device(batch, cpu), size, min_time=min_time),
     }
-    out = {"graphs": name, "batch_size": size, **timed}
+    return _per_batch("moving", name, size, timed)
+
+
+def _per_batch(what: str, name: str, size: int, timed: dict, **extra):
+    """An entry of timed ways of doing one thing to batches of ``size``, with their milliseconds per batch
+    (``ms_per_batch``), printed as a line of progress."""
+    out = {"graphs": name, "batch_size": size, **extra, **timed}
     out["ms_per_batch"] = {key: 1000 * size / r["per_second_mean"] for key, r in timed.items()}
-    print(
-        f"{'':<34} moving: PyG .to {out['ms_per_batch']['pyg_to']:7.3f} ms, to_device "
-        f"{out['ms_per_batch']['to_device']:7.3f} ms",
-        flush=True,
-    )
+    times = ", ".join(f"{key} {ms:7.3f} ms" for key, ms in out["ms_per_batch"].items())
+    print(f"{'':<34} {what}: {times}", flush=True)
     return out
 
 
