@@ -87,8 +87,7 @@ class AttentionPooling(nn.Module):
         self.proj = nn.Linear(hidden, hidden)
         self.cond_proj = nn.Linear(cond_dim, hidden, bias=False) if cond_dim is not None else None
         self.score = nn.Linear(hidden, glimpses, bias=False)
-        # No bias: a graph without nodes pools to zeros with glimpses too.
-        self.glimpse_proj = nn.Linear(glimpses * hidden, hidden, bias=False) if glimpses > 1 else None
+        self.glimpse_proj = nn.Linear(glimpses * hidden, hidden) if glimpses > 1 else None
         self.gate = nn.Linear(hidden, 1) if count else None
         self.count_proj = nn.Linear(hidden, hidden, bias=False) if count else None
         self.reset_parameters()
@@ -141,6 +140,9 @@ class AttentionPooling(nn.Module):
         out = out.flatten(1)  # [B, G * F]
         if self.glimpse_proj is not None:
             out = self.glimpse_proj(out)  # [B, F]
+            # A graph without nodes pools to zeros, not to the projection's bias.
+            has_nodes = torch.bincount(batch, minlength=num_graphs) > 0  # [B]
+            out = out * has_nodes.unsqueeze(-1).to(out.dtype)
         else:
             alpha = alpha.squeeze(-1)  # [N]
         if self.count:
