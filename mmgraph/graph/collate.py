@@ -51,9 +51,9 @@ def to_device(data: Any, device: Any) -> Any:
     PyG's :meth:`~torch_geometric.data.HeteroData.to` rebuilds every store, walking every
     attribute (lists and dicts too), even when nothing moves: 4.7 ms for a CPU batch of 64
     synthetic questions bound for the CPU (``benchmarks/collation.py``), about 5% of a small
-    model's CPU training step. Checking the stores' own tensors first costs 0.02 ms. Tensors nested in lists or dicts are not checked:
-    move a batch whose only off-device tensors sit there (none of the package's graphs has
-    such) with ``.to``.
+    model's CPU training step. Checking the stores' own tensors first costs 0.02 ms. Tensors
+    nested in lists or dicts are not checked: move a batch whose only off-device tensors sit
+    there (none of the package's graphs has such) with ``.to``.
     """
     device = torch.device(device)
     stores = getattr(data, "stores", None)

@@ -87,8 +87,8 @@ class RetrievalLoss:
     def __call__(self, model: nn.Module, batch) -> Tuple[Tensor, Dict[str, Tensor]]:
         negatives = None
         if getattr(model, "cross_encoder", None) is not None and "negatives" in batch:
-            negatives = negative_pairs(batch.cpu(), self.builder)
-            negatives = None if negatives is None else negatives.to(_device(model))
+            negatives = negative_pairs(to_device(batch, "cpu"), self.builder)
+            negatives = None if negatives is None else to_device(negatives, _device(model))
         return model.loss(batch, negative_batch=negatives)
 
 
@@ -135,7 +135,7 @@ class RetrievalEvaluator:
         if reranker:
             images = collate_graphs([graphs[r] for r in image_rows])
             texts = collate_graphs(graphs)
-            res = model.rerank(sims, images.to(device), texts.to(device), k=self.k)
+            res = model.rerank(sims, to_device(images, device), to_device(texts, device), k=self.k)
             i2t = retrieval_metrics(res.i2t.cpu(), image_of_caption=image_of_caption)
             t2i = retrieval_metrics(res.t2i.cpu(), image_of_caption=image_of_caption)
             ranked = {k: v for k, v in i2t.items() if k.startswith("i2t")}
@@ -159,15 +159,15 @@ class RetrievalEvaluator:
         owner = pairs.pair_index[:, 0]
         kinds = [k for g in graphs for k in g.negative_kinds]
         out = model(to_device(batch, device))
-        text_neg = model(pairs.to(device)).text
+        text_neg = model(to_device(pairs, device)).text
         pos = (out.image * out.text).sum(-1).cpu()
         neg = (out.image[owner.to(device)] * text_neg).sum(-1).cpu()
         dual = _hard_negative_metrics(pos, neg, owner, kinds, len(graphs))
         if not reranker:
             return dual
         positive_pairs = torch.arange(len(graphs)).unsqueeze(1).expand(-1, 2)
-        pos = model.rerank_scores(pair_batch(batch, batch, positive_pairs).to(device)).cpu()
-        neg = model.rerank_scores(pairs.to(device)).cpu()
+        pos = model.rerank_scores(to_device(pair_batch(batch, batch, positive_pairs), device)).cpu()
+        neg = model.rerank_scores(to_device(pairs, device)).cpu()
         metrics = _hard_negative_metrics(pos, neg, owner, kinds, len(graphs))
         metrics.update({f"dual/{k}": v for k, v in dual.items()})
         return metrics
