@@ -288,13 +288,17 @@ def entries(data: Path, sizes: Sizes, modes: Sequence[str], pixel_regions: str =
     return out
 
 
-def _name(result: Dict) -> str:
+def _row_name(label: str) -> str:
     """A row's model name: its label without the region group ("graph_vqa, no alignment")."""
-    return result["label"].rsplit(" (", 1)[0]
+    return label.rsplit(" (", 1)[0]
+
+
+def _name(result: Dict) -> str:
+    return _row_name(result["label"])
 
 
 # Every row's model name, in the table's order (--models picks among them).
-ROW_NAMES = tuple(dict.fromkeys(_name({"label": e.label}) for e in entries(DATA, QUICK, list(MODES))))
+ROW_NAMES = tuple(dict.fromkeys(_row_name(e.label) for e in entries(DATA, QUICK, list(MODES))))
 
 # What a row's region nodes were, by its data's regions.
 REGION_NAMES = {
@@ -446,7 +450,7 @@ def main(argv=None) -> Dict[str, object]:
     t0 = time.perf_counter()
     todo = entries(data, sizes, args.modes, pixel_regions=args.pixel_regions)
     if args.models is not None:
-        todo = [e for e in todo if _name({"label": e.label}) in args.models]
+        todo = [e for e in todo if _row_name(e.label) in args.models]
     seeds = list(range(args.seed, args.seed + args.seeds))
     if args.seeds > 1:
         todo = [replace(e, seed=seed) for e in todo for seed in seeds]
