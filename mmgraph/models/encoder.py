@@ -131,6 +131,9 @@ class MMGraphEncoderConfig:
     cond_geometry: bool = False
     # With intra_gate: each graph's gate also depends on its question (FusionBlock(cond_gate=True)).
     cond_gate: bool = False
+    # With pointer: each word also reads the regions it picks, with the pointer's weights
+    # (PointerAttention(readback=True)); a word the alignment loss grounds carries its object's state.
+    pointer_readback: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -161,6 +164,11 @@ class MMGraphEncoderConfig:
             raise ConfigError(
                 f"MMGraphEncoderConfig: pointer=True is part of the cross-modal sub-layer of the graph and "
                 f"no_graph variants; variant={self.variant!r} has none. Set pointer=False."
+            )
+        if self.pointer_readback and not self.pointer:
+            raise ConfigError(
+                "MMGraphEncoderConfig: pointer_readback=True reads back the pointer channel's picks; it needs "
+                "pointer=True."
             )
         if self.cond_gate and not (self.intra_gate and self.cond):
             raise ConfigError(
@@ -361,6 +369,7 @@ class MMGraphEncoder(nn.Module):
                         pointer=c.pointer,
                         cond_geometry=c.cond_geometry,
                         cond_gate=c.cond_gate and self.uses_cond,
+                        pointer_readback=c.pointer_readback,
                     )
                 )
         self.blocks = nn.ModuleList(blocks)

@@ -133,6 +133,11 @@ class FusionBlock(nn.Module):
             whose values are added to the regions' update. Its weights can be
             returned (``return_pointer=True``) for a word-region alignment
             loss (:func:`mmgraph.heads.alignment_loss`). (default: :obj:`False`)
+        pointer_readback (bool, optional): With ``pointer``, each token also
+            reads the regions it picks, with the pointer's weights
+            (:class:`PointerAttention` with ``readback=True``), added to the
+            tokens' update: a word that names an object carries its state.
+            (default: :obj:`False`)
         cond_gate (bool, optional): With ``intra_gate`` and ``cond_dim``, each
             graph's gate is the learnable scalar plus a linear function of its
             ``cond`` (starting at zero), so that the question decides how much
@@ -166,6 +171,7 @@ class FusionBlock(nn.Module):
         pointer: bool = False,
         cond_geometry: bool = False,
         cond_gate: bool = False,
+        pointer_readback: bool = False,
     ):
         super().__init__()
         if hidden % heads != 0:
@@ -176,6 +182,10 @@ class FusionBlock(nn.Module):
                     f"FusionBlock: num_relations lists {edge_type}, which joins two node types; list only "
                     "intra-modal edge types there (cross edges always use CrossModalAttention)."
                 )
+        if pointer_readback and not pointer:
+            raise InputError(
+                "FusionBlock: pointer_readback=True reads back the pointer's picks; set pointer=True."
+            )
         if cond_gate and not (intra_gate and cond_dim is not None):
             raise InputError(
                 f"FusionBlock: cond_gate=True makes the intra_gate depend on cond; it needs intra_gate=True and "
@@ -233,7 +243,11 @@ class FusionBlock(nn.Module):
                 self.attn[edge_type_key(edge_type)] = CrossModalAttention(hidden, heads, dropout=dropout)
             for node_type in NODE_TYPES:
                 self.norm_cross[node_type] = nn.LayerNorm(hidden)
-        self.point = PointerAttention(hidden, heads, dropout=dropout) if self.pointer else None
+        self.point = (
+            PointerAttention(hidden, heads, dropout=dropout, readback=pointer_readback)
+            if self.pointer
+            else None
+        )
         self.norm_ffn = nn.ModuleDict({node_type: nn.LayerNorm(hidden) for node_type in NODE_TYPES})
         self.ffn = nn.ModuleDict(
             {node_type: FeedForward(hidden, ffn_ratio, dropout) for node_type in NODE_TYPES}
@@ -353,6 +367,9 @@ class FusionBlock(nn.Module):
             )
             if return_pointer:
                 out, weights = out
+            if self.point.readback:
+                out, back = out
+                update[TOKEN] = update[TOKEN] + back if TOKEN in update else back
             update[REGION] = update[REGION] + out if REGION in update else out
         # Both directions read the states from before either update.
         for node_type, out in update.items():
@@ -364,5 +381,6 @@ class FusionBlock(nn.Module):
         return (
             f"{self.__class__.__name__}({self.hidden}, heads={self.heads}, relations=({relations}), "
             f"intra={self.intra}, cross={self.cross}{', cross_first=True' if self.cross_first else ''}"
-            f"{', pointer=True' if self.pointer else ''})"
+            f"{', pointer=True' if self.pointer else ''}"
+            f"{', pointer_readback=True' if self.point is not None and self.point.readback else ''})"
         )

@@ -7,7 +7,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
 from mmgraph.errors import InputError
@@ -33,7 +33,17 @@ class PointerAttention(_AttentionProjections):
             \sum_{i : j \in \mathcal{N}(i)} \alpha_{ij}^{h}\,\mathbf{W}_V^{h}\mathbf{x}_i
 
     for source :math:`i`, its targets :math:`\mathcal{N}(i)` and
-    :math:`d` = ``embed_dim // num_heads``.
+    :math:`d` = ``embed_dim // num_heads``. With ``readback=True`` each source
+    also reads the targets it picks, with the same weights:
+
+    .. math::
+        \mathbf{x}_i^{\prime} = \mathbf{W}_{O'} \big\Vert_{h=1}^{H}
+            \sum_{j \in \mathcal{N}(i)} \alpha_{ij}^{h}\,\mathbf{W}_{V'}^{h}\mathbf{x}_j
+
+    so that a word whose weights are supervised to land on the object it
+    names (the alignment loss) carries that object's state: "the small cube"
+    holds the cube's colour and position, which a comparison ("the same
+    colour as the large sphere?") or a relation ("left of the cube") needs.
 
     :class:`~mmgraph.nn.CrossModalAttention` normalises over the sources of
     each target: a region reads a mixture of the words. Here a word picks
@@ -55,6 +65,9 @@ class PointerAttention(_AttentionProjections):
         dropout (float, optional): Dropout on the attention weights that carry
             the values (the returned weights are undropped). (default: :obj:`0.0`)
         bias (bool, optional): Biases in the projections. (default: :obj:`True`)
+        readback (bool, optional): Also return each source's readback of the
+            targets it picks (own value and output projections). (default:
+            :obj:`False`)
 
     Shapes:
         - **input:** ``x_src`` :math:`(|\mathcal{V}_s|, F)`, ``x_dst``
@@ -66,11 +79,36 @@ class PointerAttention(_AttentionProjections):
           ``return_attention_weights=True`` also ``(edge_index, alpha)`` of
           sizes :math:`(2, |\mathcal{E}|)` and :math:`(|\mathcal{E}|, H)`,
           ``alpha`` summing to 1 over each source's edges (for
-          ``edge_index=None`` the complete edges, grouped by source).
+          ``edge_index=None`` the complete edges, grouped by source). With
+          ``readback=True`` the first output is the pair ``(x_dst', x_src')``
+          of sizes :math:`(|\mathcal{V}_t|, F)` and :math:`(|\mathcal{V}_s|, F)`.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True, readback: bool = False
+    ):
         super().__init__(embed_dim, num_heads, dropout, bias)
+        self.readback = readback
+        self.back_v = nn.Linear(embed_dim, embed_dim, bias=bias) if readback else None
+        self.back_out = nn.Linear(embed_dim, embed_dim, bias=bias) if readback else None
+        self._reset_back()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self._reset_back()
+
+    def __repr__(self) -> str:
+        readback = ", readback=True" if self.readback else ""
+        return f"{self.__class__.__name__}({self.embed_dim}, num_heads={self.num_heads}{readback})"
+
+    def _reset_back(self) -> None:
+        if getattr(self, "back_v", None) is None:
+            return
+        nn.init.xavier_uniform_(self.back_v.weight)
+        self.back_out.reset_parameters()
+        for lin in (self.back_v, self.back_out):
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
 
     def forward(
         self,
@@ -113,19 +151,23 @@ class PointerAttention(_AttentionProjections):
         q = self.q_proj(x_src)  # [N_src, E]
         k = self.k_proj(x_dst)  # [N_dst, E]
         v = self.v_proj(x_src)  # [N_src, E]
+        vb = self.back_v(x_dst) if self.back_v is not None else None  # [N_dst, E], readback values
         if edge_index is None:
-            out, alpha = self._dense(q, k, v, batch_src, batch_dst, num_graphs, return_attention_weights)
+            weights = return_attention_weights
+            out, alpha, back = self._dense(q, k, v, vb, batch_src, batch_dst, num_graphs, weights)
             if return_attention_weights:
                 # complete_edge_index groups by its targets: pass the sources there, then flip.
                 edge_index = complete_edge_index(batch_dst, batch_src, num_graphs).flip(0)
         else:
-            out, alpha = self._sparse(q, k, v, edge_index, x_dst.size(0))
+            out, alpha, back = self._sparse(q, k, v, vb, edge_index, x_dst.size(0))
         out = self.out_proj(out)
+        if back is not None:
+            out = (out, self.back_out(back))  # (targets' update, sources' readback)
         if return_attention_weights:
             return out, (edge_index, alpha)
         return out
 
-    def _sparse(self, q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor, num_dst: int):
+    def _sparse(self, q: Tensor, k: Tensor, v: Tensor, vb: OptTensor, edge_index: Tensor, num_dst: int):
         H, D = self.num_heads, self.head_dim
         src, dst = edge_index[0], edge_index[1]
         q, k, v = q.view(-1, H, D), k.view(-1, H, D), v.view(-1, H, D)
@@ -133,13 +175,18 @@ class PointerAttention(_AttentionProjections):
         alpha = scatter_softmax(logit, src, q.size(0))  # normalised over each source's targets
         weight = F.dropout(alpha, p=self.dropout, training=self.training)
         out = edge_weighted_sum(weight, v, src, dst, num_dst)  # [N_dst, H, D]
-        return out.reshape(-1, H * D), alpha
+        back = None
+        if vb is not None:
+            # The same weights, the other way: each source sums the values of its targets.
+            back = edge_weighted_sum(weight, vb.view(-1, H, D), dst, src, q.size(0)).reshape(-1, H * D)
+        return out.reshape(-1, H * D), alpha, back
 
-    def _dense(self, q, k, v, batch_src, batch_dst, num_graphs: int, weights: bool):
+    def _dense(self, q, k, v, vb, batch_src, batch_dst, num_graphs: int, weights: bool):
         H, D = self.num_heads, self.head_dim
         if q.size(0) == 0 or k.size(0) == 0:
             alpha = q.new_zeros(0, H)
-            return q.new_zeros(k.size(0), H * D), alpha
+            back = None if vb is None else q.new_zeros(q.size(0), H * D)
+            return q.new_zeros(k.size(0), H * D), alpha, back
         q_pad, src_mask = to_dense_batch(q, batch_src, batch_size=num_graphs)  # [G, S, E], [G, S]
         v_pad, _ = to_dense_batch(v, batch_src, batch_size=num_graphs)  # [G, S, E]
         k_pad, dst_mask = to_dense_batch(k, batch_dst, batch_size=num_graphs)  # [G, T, E], [G, T]
@@ -156,7 +203,12 @@ class PointerAttention(_AttentionProjections):
         weight = F.dropout(alpha, p=self.dropout, training=self.training)
         out = weight.transpose(-1, -2) @ v_pad  # [G, H, T, D]
         out = out.transpose(1, 2).reshape(G, T, H * D)[dst_mask]  # [N_dst, E]
+        back = None
+        if vb is not None:
+            vb_pad, _ = to_dense_batch(vb, batch_dst, batch_size=num_graphs)  # [G, T, E]
+            back = weight @ vb_pad.view(G, T, H, D).transpose(1, 2)  # [G, H, S, D]
+            back = back.transpose(1, 2).reshape(G, S, H * D)[src_mask]  # [N_src, E]
         if not weights:
-            return out, None
+            return out, None, back
         pair_mask = src_mask.view(G, S, 1) & dst_mask.view(G, 1, T)  # [G, S, T]
-        return out, alpha.permute(0, 2, 3, 1)[pair_mask]  # [E, H], grouped by source
+        return out, alpha.permute(0, 2, 3, 1)[pair_mask], back  # alpha [E, H], grouped by source

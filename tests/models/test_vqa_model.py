@@ -166,6 +166,13 @@ def test_alignment_loss_is_added_and_learnt(grounded):
         optimizer.step()
     # The pointer learns where the words point: far less than a uniform guess over the regions.
     assert float(outputs["align_loss"]) < 0.25 * first
+    # With the readback the words read the regions they point at; the loss is the same sum.
+    torch.manual_seed(0)
+    readback = _model(dataset, layers=2, pointer=True, pointer_readback=True, align_weight=0.5)
+    loss, outputs = readback.loss(batch)
+    torch.testing.assert_close(loss, vqa_ce_loss(outputs["logits"], batch.y) + 0.5 * outputs["align_loss"])
+    loss.backward()
+    assert all(block.point.back_v.weight.grad.abs().sum() > 0 for block in readback.encoder.blocks)
     # Evaluation does not read the grounding.
     model.eval()
     plain = batch.clone()
@@ -180,6 +187,8 @@ def test_alignment_config_and_input_errors(dataset, batch):
         _model(dataset, pointer=True, align_weight=-1.0)
     with pytest.raises(ConfigError, match="pointer=True is part of the cross-modal"):
         create_model("single_stream_vqa", **model_kwargs_from_dataset(dataset), **SMALL, pointer=True)
+    with pytest.raises(ConfigError, match="pointer_readback=True .* needs pointer=True"):
+        _model(dataset, pointer_readback=True)
     model = _model(dataset, pointer=True, align_weight=1.0)
     with pytest.raises(InputError, match=r"GraphBuilder\(grounding=True\)"):
         model.loss(batch)

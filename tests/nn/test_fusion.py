@@ -229,6 +229,24 @@ def test_pointer_channel_returns_its_weights_and_agrees_on_both_paths():
     assert without(x, edges, types, attrs, batch, cond, return_pointer=True)[1] is None
 
 
+def test_pointer_readback_updates_the_tokens_only():
+    block = _block(pointer=True, cross_first=True, pointer_readback=True).eval()
+    assert repr(block).endswith("pointer=True, pointer_readback=True)")
+    x, edges, types, attrs, batch = _collate([_sample(5, 7), _sample(3, 4)])
+    cond = torch.randn(2, 8)
+    out, (_, alpha) = block(x, edges, types, attrs, batch, cond, return_pointer=True)
+    assert alpha.shape == (5 * 7 + 3 * 4, 4)
+    plain = _block(pointer=True, cross_first=True).eval()
+    plain.load_state_dict({k: v for k, v in block.state_dict().items() if ".back_" not in k})
+    other = plain(x, edges, types, attrs, batch, cond)
+    # Cross attention runs first: the regions' states after it are the same, the tokens' are not.
+    assert not torch.allclose(other[TOKEN], out[TOKEN])
+    out[TOKEN].pow(2).sum().backward()
+    assert block.point.back_v.weight.grad.abs().sum() > 0
+    with pytest.raises(InputError, match="set pointer=True"):
+        _block(pointer_readback=True)
+
+
 def test_cond_geometry_reaches_the_relation_layers_with_geometry_only():
     block = _block(cond_geometry=True)
     with_geometry = {key for key, conv in block.convs.items() if conv.lin_cond_geo is not None}

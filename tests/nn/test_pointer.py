@@ -77,3 +77,36 @@ def test_errors_and_repr():
     with pytest.raises(InputError, match="size 8"):
         layer(torch.randn(2, 4), torch.randn(3, 8))
     assert repr(layer) == "PointerAttention(8, num_heads=2)"
+
+
+def test_readback_sends_each_source_the_targets_it_picks_on_both_paths():
+    x_src, x_dst, batch_src, batch_dst = _graphs()
+    layer = PointerAttention(16, 4, readback=True)
+    assert repr(layer) == "PointerAttention(16, num_heads=4, readback=True)"
+    (out, back), (edge_index, alpha) = layer(
+        x_src, x_dst, None, batch_src, batch_dst, return_attention_weights=True
+    )
+    assert out.shape == (x_dst.size(0), 16) and back.shape == (x_src.size(0), 16)
+    # The targets' update is the plain layer's: readback adds its own projections only.
+    plain = PointerAttention(16, 4)
+    plain.load_state_dict({k: v for k, v in layer.state_dict().items() if not k.startswith("back_")})
+    torch.testing.assert_close(plain(x_src, x_dst, None, batch_src, batch_dst), out)
+    # Each source's readback is its weights over its targets' readback values, by head.
+    values = layer.back_v(x_dst).view(-1, 4, 4)
+    src, dst = edge_index
+    expected = scatter_sum(alpha.unsqueeze(-1) * values[dst], src, x_src.size(0)).reshape(-1, 16)
+    torch.testing.assert_close(back, layer.back_out(expected))
+    sparse_out, sparse_back = layer(x_src, x_dst, _complete(batch_src, batch_dst), batch_src, batch_dst)
+    torch.testing.assert_close(sparse_out, out)
+    torch.testing.assert_close(sparse_back, back)
+    (back.pow(2).sum()).backward()
+    assert layer.back_v.weight.grad.abs().sum() > 0 and layer.q_proj.weight.grad.abs().sum() > 0
+
+
+def test_readback_of_a_graph_without_targets_is_zero():
+    x_src, x_dst, batch_src, batch_dst = _graphs(sizes_src=(2, 3), sizes_dst=(3, 0))
+    layer = PointerAttention(16, 2, readback=True, bias=False)
+    _, back = layer(x_src, x_dst, None, batch_src, batch_dst)
+    assert torch.equal(back[2:], torch.zeros(3, 16))  # graph 1 has no regions
+    _, back = layer(x_src[:0], x_dst, None, batch_src[:0], batch_dst)
+    assert back.shape == (0, 16)
