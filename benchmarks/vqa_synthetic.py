@@ -141,8 +141,8 @@ the no-graph ablation): each word reads the regions it points at, with the
 same weights, so a phrase the alignment loss grounds ("the small cube")
 carries its object's colour, shape and box. Until then the comparisons
 ("is the small cube the same colour as the large sphere?") were learnt late
-or not at all in 360 s (attribute comparison 57.5% on average over the four
-seeds of ``vqa_synthetic_seeds.md``). In ad-hoc trials of 3,100 steps (about
+or not at all in 360 s (attribute comparison 57.5% on average over four seeds
+in the last seeds run without it, and 55.0% in the last full table). In ad-hoc trials of 3,100 steps (about
 350 s; the step count fixed in place of the time budget, so that the
 machine's load does not change what is trained) at seeds 0-3 ours with it scored 93.0,
 88.6, 92.2 and 89.2% (mean 90.8%; attribute comparison 96, 74, 96 and 80%,
