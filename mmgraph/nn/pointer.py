@@ -42,8 +42,8 @@ class PointerAttention(_AttentionProjections):
 
     so that a word whose weights are supervised to land on the object it
     names (the alignment loss) carries that object's state: "the small cube"
-    holds the cube's colour and position, which a comparison ("the same
-    colour as the large sphere?") or a relation ("left of the cube") needs.
+    holds the cube's colour, shape and box, which a comparison ("the same
+    colour as the large sphere?") needs.
 
     :class:`~mmgraph.nn.CrossModalAttention` normalises over the sources of
     each target: a region reads a mixture of the words. Here a word picks
@@ -119,7 +119,9 @@ class PointerAttention(_AttentionProjections):
         batch_dst: OptTensor = None,
         return_attention_weights: bool = False,
         num_graphs: Optional[int] = None,
-    ) -> Union[Tensor, Tuple[Tensor, Tuple[Tensor, Tensor]]]:
+    ) -> Union[
+        Tensor, Tuple[Tensor, Tensor], Tuple[Union[Tensor, Tuple[Tensor, Tensor]], Tuple[Tensor, Tensor]]
+    ]:
         r"""Runs the layer.
 
         Args:
