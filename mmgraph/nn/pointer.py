@@ -189,13 +189,17 @@ class PointerAttention(_AttentionProjections):
             alpha = q.new_zeros(0, H)
             back = None if vb is None else q.new_zeros(q.size(0), H * D)
             return q.new_zeros(k.size(0), H * D), alpha, back
-        q_pad, src_mask = to_dense_batch(q, batch_src, batch_size=num_graphs)  # [G, S, E], [G, S]
-        v_pad, _ = to_dense_batch(v, batch_src, batch_size=num_graphs)  # [G, S, E]
-        k_pad, dst_mask = to_dense_batch(k, batch_dst, batch_size=num_graphs)  # [G, T, E], [G, T]
-        G, S, T = q_pad.size(0), q_pad.size(1), k_pad.size(1)
-        q_pad = q_pad.view(G, S, H, D).transpose(1, 2)  # [G, H, S, D]
-        v_pad = v_pad.view(G, S, H, D).transpose(1, 2)  # [G, H, S, D]
-        k_pad = k_pad.view(G, T, H, D).transpose(1, 2)  # [G, H, T, D]
+        E = H * D
+        # One padding per side: the rows that share a layout are padded together, then split.
+        src_pad, src_mask = to_dense_batch(
+            torch.cat([q, v], -1), batch_src, batch_size=num_graphs
+        )  # [G, S, 2E]
+        dst_rows = k if vb is None else torch.cat([k, vb], -1)
+        dst_pad, dst_mask = to_dense_batch(dst_rows, batch_dst, batch_size=num_graphs)  # [G, T, E or 2E]
+        G, S, T = src_pad.size(0), src_pad.size(1), dst_pad.size(1)
+        q_pad = src_pad[..., :E].reshape(G, S, H, D).transpose(1, 2)  # [G, H, S, D]
+        v_pad = src_pad[..., E:].reshape(G, S, H, D).transpose(1, 2)  # [G, H, S, D]
+        k_pad = dst_pad[..., :E].reshape(G, T, H, D).transpose(1, 2)  # [G, H, T, D]
         logit = q_pad @ k_pad.transpose(-1, -2) / math.sqrt(D)  # [G, H, S, T]
         logit = logit.masked_fill(~dst_mask.view(G, 1, 1, T), float("-inf"))
         # A graph without targets: its sources' rows are all -inf; make them 0, not NaN.
@@ -204,12 +208,11 @@ class PointerAttention(_AttentionProjections):
         alpha = alpha * src_mask.view(G, 1, S, 1)
         weight = F.dropout(alpha, p=self.dropout, training=self.training)
         out = weight.transpose(-1, -2) @ v_pad  # [G, H, T, D]
-        out = out.transpose(1, 2).reshape(G, T, H * D)[dst_mask]  # [N_dst, E]
+        out = out.transpose(1, 2).reshape(G, T, E)[dst_mask]  # [N_dst, E]
         back = None
         if vb is not None:
-            vb_pad, _ = to_dense_batch(vb, batch_dst, batch_size=num_graphs)  # [G, T, E]
-            back = weight @ vb_pad.view(G, T, H, D).transpose(1, 2)  # [G, H, S, D]
-            back = back.transpose(1, 2).reshape(G, S, H * D)[src_mask]  # [N_src, E]
+            vb_pad = dst_pad[..., E:].reshape(G, T, H, D).transpose(1, 2)  # [G, H, T, D]
+            back = (weight @ vb_pad).transpose(1, 2).reshape(G, S, E)[src_mask]  # [N_src, E]
         if not weights:
             return out, None, back
         pair_mask = src_mask.view(G, S, 1) & dst_mask.view(G, 1, T)  # [G, S, T]
