@@ -486,6 +486,7 @@ def main(argv=None) -> Dict[str, object]:
     if args.seeds > 1:
         header += ["lowest %", "highest %"]
     header += [f"{f} %" for f in families]
+    header += ["grounding %"]
     rows = []
     for r in results:
         if "error" in r:
@@ -502,6 +503,7 @@ def main(argv=None) -> Dict[str, object]:
                 else []
             )
             + [_pct(test.get(f"accuracy/{f}")) for f in families]
+            + [_pct(test.get("grounding"))]
         )
     summary = summarise(results, args.modes)
     payload = {
@@ -536,7 +538,9 @@ def main(argv=None) -> Dict[str, object]:
         + (f", {sizes.pixel_budget:g} s on pixels" if "pixels" in args.modes else "")
         + f" ({args.jobs} at once, {args.threads} thread(s) each), then its "
         f"final weights were scored on the {results[0].get('test_size', '?')} test questions. Accuracies "
-        f"in percent. Whole run: {wall / 60:.1f} minutes."
+        f"in percent. Grounding: the mean share of a grounded word's pointer attention (last block) that "
+        "lands on the objects its phrase names, on the test questions (GQA's grounding score; models with a "
+        f"pointer channel only; none reads the grounding to answer). Whole run: {wall / 60:.1f} minutes."
         + (
             f" Every row is the mean of {args.seeds} runs (seeds {seeds[0]}-{seeds[-1]}: initial weights and "
             "data order; the same data), with its lowest and highest overall accuracy; the targets read "

@@ -1,6 +1,6 @@
 """Heads: fused vectors -> answers (VQA) and match scores (retrieval), with their losses."""
 
-from mmgraph.heads.alignment import alignment_loss, mean_alignment_loss
+from mmgraph.heads.alignment import alignment_loss, alignment_mass, mean_alignment_loss
 from mmgraph.heads.retrieval import (
     ITMHead,
     LearnableTemperature,
@@ -25,5 +25,6 @@ __all__ = [
     "itm_loss",
     "hard_negative_ranking_loss",
     "alignment_loss",
+    "alignment_mass",
     "mean_alignment_loss",
 ]

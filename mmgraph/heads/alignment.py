@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mmgraph.errors import InputError
 
-__all__ = ["alignment_loss", "mean_alignment_loss"]
+__all__ = ["alignment_loss", "alignment_mass", "mean_alignment_loss"]
 
 
 def alignment_loss(edge_index: Tensor, alpha: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
@@ -44,27 +44,55 @@ def alignment_loss(edge_index: Tensor, alpha: Tensor, target: Tensor, eps: float
     Returns:
         A scalar; ``0`` (with a gradient path) when no source has a target.
     """
+    sources, mass = alignment_mass(edge_index, alpha, target)
+    if sources.numel() == 0:
+        return alpha.sum() * 0.0
+    return -torch.log(mass.clamp_min(eps)).mean()
+
+
+def alignment_mass(edge_index: Tensor, alpha: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
+    r"""The attention mass that each source puts on the targets it should
+    point at: :math:`\sum_{j \in \mathcal{G}(i)} \bar{\alpha}_{ij}` for every
+    source :math:`i \in \mathcal{S}` (the quantity inside
+    :func:`alignment_loss`'s log). As a metric it is GQA's *grounding* score,
+    the share of a word's attention that lands on the objects it names
+    (`Hudson & Manning 2019 <https://arxiv.org/abs/1902.09506>`_): 1 for a
+    word that points at its phrase's objects alone, about ``k / R`` for one
+    that spreads evenly over ``R`` regions, ``k`` of them right.
+
+    Args:
+        edge_index (torch.Tensor): The attention's edges ``[2, E]`` (source, target).
+        alpha (torch.Tensor): Their weights ``[E]`` or ``[E, H]`` (averaged over
+            heads), summing to 1 over each source's edges.
+        target (torch.Tensor): The wanted (source, target) pairs ``[2, M]``.
+            Pairs that are not among the attention's edges are skipped.
+
+    Returns:
+        ``(sources, mass)``: the sources with at least one target among the
+        edges, ascending ``[S]``, and the mass each puts on its targets ``[S]``.
+    """
     if edge_index.dim() != 2 or edge_index.size(0) != 2 or target.dim() != 2 or target.size(0) != 2:
         raise InputError(
-            f"alignment_loss: edge_index and target must be [2, E] and [2, M] (source, target) pairs, got "
+            f"alignment_mass: edge_index and target must be [2, E] and [2, M] (source, target) pairs, got "
             f"{list(edge_index.shape)} and {list(target.shape)}."
         )
     if alpha.size(0) != edge_index.size(1):
         raise InputError(
-            f"alignment_loss: alpha has {alpha.size(0)} rows for {edge_index.size(1)} edges; pass the weights "
+            f"alignment_mass: alpha has {alpha.size(0)} rows for {edge_index.size(1)} edges; pass the weights "
             "that the attention returned with its edge_index."
         )
     weight = alpha.mean(-1) if alpha.dim() == 2 else alpha  # [E]
     matched = _match(edge_index, target)  # [M] edge id of each target pair, -1 where absent
     keep = matched >= 0
     if not bool(keep.any()):
-        return weight.sum() * 0.0
+        return target.new_zeros(0), weight.new_zeros(0)
     src = target[0, keep]
     num_src = int(src.max()) + 1
     mass = weight.new_zeros(num_src).index_add_(0, src, weight.index_select(0, matched[keep]))
     has = torch.zeros(num_src, dtype=torch.bool, device=src.device)
     has[src] = True
-    return -torch.log(mass[has].clamp_min(eps)).mean()
+    sources = has.nonzero().view(-1)
+    return sources, mass.index_select(0, sources)
 
 
 def mean_alignment_loss(pointers: Optional[Sequence[Tuple[Tensor, Tensor]]], target: Tensor) -> Tensor:

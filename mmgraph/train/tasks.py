@@ -16,8 +16,10 @@ from torch import Tensor, nn
 from mmgraph.graph.builder import GraphBuilder
 from mmgraph.graph.collate import collate_graphs, to_device
 from mmgraph.graph.pairs import negative_pairs, pair_batch
+from mmgraph.heads.alignment import alignment_mass
 from mmgraph.metrics.accuracy import AccuracyMeter
 from mmgraph.metrics.retrieval import hard_negative_accuracy, retrieval_metrics
+from mmgraph.typing import GROUNDING_EDGE, TOKEN
 
 
 @torch.no_grad()
@@ -46,13 +48,31 @@ def evaluate_vqa(
     benchmark's question templates, e.g. ``closest_query_color``) also get
     ``accuracy/template/<template>``: the families average over templates of
     very different difficulty, and this says which ones a model fails.
+
+    A model with a pointer channel (``encoder.config.pointer``, e.g.
+    ``graph_vqa(pointer=True)``) scored on graphs built with their grounding
+    (``GraphBuilder(grounding=True)``) also gets ``grounding``: the mean share
+    of each grounded word's pointer attention (last block, averaged over
+    heads) that lands on the regions its phrase names
+    (:func:`~mmgraph.heads.alignment_mass`, GQA's grounding score), and
+    ``grounding/<family>`` over the words of each family's questions (the
+    model answers from the same forward pass). The
+    model reads no grounding to answer; the score only looks at where it
+    pointed.
     """
     meter = AccuracyMeter()
     template_meter = AccuracyMeter()
     soft_total, soft_count = 0.0, 0
+    grounding: Dict[str, List[float]] = {}  # family ("" overall) -> [mass sum, words]
+    points = _has_pointer(model)
     for batch in loader:
         batch = to_device(batch, device)
-        pred = model(batch).argmax(-1)
+        if points and GROUNDING_EDGE in batch.edge_types:
+            features = model.encoder.forward_features(batch, return_pointer=True)
+            pred = model.forward_head(features).argmax(-1)
+            _add_grounding(grounding, batch, features.pointer)
+        else:
+            pred = model(batch).argmax(-1)
         y = batch.y
         if y.is_floating_point():
             y = y.view(pred.size(0), -1)
@@ -66,14 +86,57 @@ def evaluate_vqa(
             if names is not None:
                 template_meter.update(pred, y, families=_as_list(names))
     if soft_count:
-        return {"accuracy": soft_total / soft_count}
-    result = meter.compute()
-    out = {"accuracy": float(result["overall"])}
-    out.update({f"accuracy/{k}": float(v) for k, v in result.items() if k != "overall"})
-    if len(template_meter):
-        per_template = template_meter.compute()
-        out.update({f"accuracy/template/{k}": float(v) for k, v in per_template.items() if k != "overall"})
+        out = {"accuracy": soft_total / soft_count}
+    else:
+        result = meter.compute()
+        out = {"accuracy": float(result["overall"])}
+        out.update({f"accuracy/{k}": float(v) for k, v in result.items() if k != "overall"})
+        if len(template_meter):
+            per_template = template_meter.compute()
+            out.update(
+                {f"accuracy/template/{k}": float(v) for k, v in per_template.items() if k != "overall"}
+            )
+    for family, (total, words) in sorted(grounding.items()):
+        out["grounding" if family == "" else f"grounding/{family}"] = total / words
     return out
+
+
+def _has_pointer(model: nn.Module) -> bool:
+    """Whether ``model`` answers through ``forward_head`` from an encoder that runs a pointer channel
+    (whose weights ``encoder.forward_features(batch, return_pointer=True)`` returns)."""
+    encoder = getattr(model, "encoder", None)
+    config = getattr(encoder, "config", None)
+    return (
+        bool(getattr(config, "pointer", False))
+        and hasattr(encoder, "forward_features")
+        and hasattr(model, "forward_head")
+    )
+
+
+def _add_grounding(totals: Dict[str, List[float]], batch, pointers) -> None:
+    """Adds the last pointer's grounding mass of every grounded word to ``totals`` (overall and per family)."""
+    if not pointers:
+        return
+    edge_index, alpha = pointers[-1]
+    sources, mass = alignment_mass(edge_index, alpha, batch[GROUNDING_EDGE].edge_index)
+    if sources.numel() == 0:
+        return
+    mass = mass.detach().cpu()
+    overall = totals.setdefault("", [0.0, 0])
+    overall[0] += float(mass.sum())
+    overall[1] += mass.numel()
+    families = batch.get("family")
+    if families is None:
+        return
+    families = _as_list(families)
+    token_batch = batch[TOKEN].get("batch")
+    graphs = (
+        token_batch.index_select(0, sources).cpu().tolist() if token_batch is not None else [0] * len(mass)
+    )
+    for graph, value in zip(graphs, mass.tolist()):
+        entry = totals.setdefault(str(families[graph]), [0.0, 0])
+        entry[0] += value
+        entry[1] += 1
 
 
 class RetrievalLoss:

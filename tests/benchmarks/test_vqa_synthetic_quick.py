@@ -65,6 +65,12 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     assert params[("graph_vqa (scene graphs)", "scene graphs")] > ablation["parameters"]
     assert ours["options"]["cond_gate"] and ablation["options"]["cond_gate"]
     assert ours["options"]["cond_geometry"] and ablation["options"]["cond_geometry"]
+    # The models with a pointer channel are scored on where it points (the test questions' grounding).
+    for r in results:
+        if r["options"].get("pointer"):
+            assert 0.0 <= r["test"]["grounding"] <= 1.0, r["label"]
+        else:
+            assert "grounding" not in r["test"], r["label"]
     # Ours on scene graphs passes messages over the spatial graph only.
     assert ours["options"]["edge_types"] == [["region", "spatial", "region"]]
     # The no-graph ablation is ours without the message passing: it keeps the pointer and the loss.

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmgraph.errors import InputError
-from mmgraph.heads import alignment_loss, mean_alignment_loss
+from mmgraph.heads import alignment_loss, alignment_mass, mean_alignment_loss
 from mmgraph.nn import scatter_softmax
 
 
@@ -20,6 +20,13 @@ def test_value_by_hand():
     # One weight per edge works too, and the order of the pairs does not matter.
     loss_1d = alignment_loss(edge_index, alpha.mean(-1), target.flip(1))
     torch.testing.assert_close(loss_1d, loss)
+    # The masses themselves, per source that has a target among the edges.
+    sources, mass = alignment_mass(edge_index, alpha, target)
+    assert sources.tolist() == [0, 1]
+    torch.testing.assert_close(mass, torch.tensor([0.7, 0.3]))
+    sources, mass = alignment_mass(edge_index, alpha, torch.tensor([[1], [0]]))
+    assert sources.tolist() == [1]
+    torch.testing.assert_close(mass, torch.tensor([0.7]))
 
 
 def test_no_target_gives_zero_with_a_gradient():
@@ -30,6 +37,8 @@ def test_no_target_gives_zero_with_a_gradient():
     loss.backward()
     loss = alignment_loss(edge_index, alpha, torch.tensor([[3], [0]]))  # a source without edges
     assert float(loss.detach()) == 0.0
+    sources, mass = alignment_mass(edge_index, alpha, torch.tensor([[3], [0]]))
+    assert sources.numel() == 0 and mass.numel() == 0
 
 
 def test_minimising_it_moves_the_mass_onto_the_named_targets():
@@ -53,6 +62,8 @@ def test_bad_shapes():
         alignment_loss(edge_index, torch.ones(3), torch.tensor([[0], [0]]))
     with pytest.raises(InputError, match=r"\[2, E\] and \[2, M\]"):
         alignment_loss(edge_index, torch.ones(2), torch.tensor([0, 1]))
+    with pytest.raises(InputError, match="alignment_mass: alpha has 3 rows for 2 edges"):
+        alignment_mass(edge_index, torch.ones(3), torch.tensor([[0], [0]]))
 
 
 def test_mean_over_blocks():

@@ -5,7 +5,7 @@ from torch_geometric.data import Batch
 from mmgraph.datasets.synthetic_graphs import SyntheticVQA
 from mmgraph.errors import ConfigError, InputError
 from mmgraph.graph import GraphBuilder
-from mmgraph.heads import vqa_bce_loss, vqa_ce_loss
+from mmgraph.heads import alignment_mass, vqa_bce_loss, vqa_ce_loss
 from mmgraph.models import (
     EncoderOutput,
     MMGraphEncoderConfig,
@@ -14,6 +14,7 @@ from mmgraph.models import (
     create_model,
     model_kwargs_from_dataset,
 )
+from mmgraph.train.tasks import evaluate_vqa
 from mmgraph.typing import GROUNDING_EDGE, REGION
 
 GENERATE = dict(num_images=10, questions_per_image=5, captions_per_image=1, seed=1, image_size=24)
@@ -158,6 +159,8 @@ def test_alignment_loss_is_added_and_learnt(grounded):
     features = model.encoder(batch, return_pointer=True)
     assert len(features.pointer) == 2
     first = float(outputs["align_loss"])
+    with torch.no_grad():
+        before = evaluate_vqa(model, [batch], torch.device("cpu"))["grounding"]
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(60):
         loss, outputs = model.loss(batch)
@@ -166,6 +169,16 @@ def test_alignment_loss_is_added_and_learnt(grounded):
         optimizer.step()
     # The pointer learns where the words point: far less than a uniform guess over the regions.
     assert float(outputs["align_loss"]) < 0.25 * first
+    # The evaluation's grounding score is the last block's mass on the named regions, and it rose.
+    with torch.no_grad():
+        scores = evaluate_vqa(model, [batch], torch.device("cpu"))
+        edge_index, alpha = model.encoder(batch, return_pointer=True).pointer[-1]
+        _, mass = alignment_mass(edge_index, alpha, batch[GROUNDING_EDGE].edge_index)
+    assert scores["grounding"] == pytest.approx(float(mass.mean()))
+    assert scores["grounding"] > before + 0.2
+    assert {key for key in scores if key.startswith("grounding/")} == {
+        f"grounding/{f}" for f in set(batch.family)
+    }
     # With the readback the words read the regions they point at; the loss is the same sum.
     torch.manual_seed(0)
     readback = _model(dataset, layers=2, pointer=True, pointer_readback=True, align_weight=0.5)
