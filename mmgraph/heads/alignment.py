@@ -34,11 +34,8 @@ def alignment_loss(edge_index: Tensor, alpha: Tensor, target: Tensor, eps: float
     over the regions.
 
     Args:
-        edge_index (torch.Tensor): The attention's edges ``[2, E]`` (source, target).
-        alpha (torch.Tensor): Their weights ``[E]`` or ``[E, H]`` (averaged over
-            heads), summing to 1 over each source's edges.
-        target (torch.Tensor): The wanted (source, target) pairs ``[2, M]``.
-            Pairs that are not among the attention's edges are skipped.
+        edge_index, alpha, target: The attention's edges, their weights and the
+            wanted (source, target) pairs, as :func:`alignment_mass` takes them.
         eps (float, optional): Floor of the mass inside the log. (default: ``1e-6``)
 
     Returns:

@@ -56,9 +56,8 @@ def evaluate_vqa(
     heads) that lands on the regions its phrase names
     (:func:`~mmgraph.heads.alignment_mass`, GQA's grounding score), and
     ``grounding/<family>`` over the words of each family's questions (the
-    model answers from the same forward pass). The
-    model reads no grounding to answer; the score only looks at where it
-    pointed.
+    model answers from the same forward pass). The model reads no grounding
+    to answer; the score only looks at where it pointed.
     """
     meter = AccuracyMeter()
     template_meter = AccuracyMeter()
