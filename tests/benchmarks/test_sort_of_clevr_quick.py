@@ -39,7 +39,12 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         assert r["test_size"] == data["splits"]["test"]["questions"]
         templates = {f"accuracy/template/{t}" for ts in SORT_OF_CLEVR_TEMPLATES for t in ts}
         assert {"accuracy"} | {f"accuracy/{f}" for f in FAMILIES} <= set(r["test"])
-        assert set(r["test"]) - {"accuracy"} - {f"accuracy/{f}" for f in FAMILIES} <= templates
+        # A model with a pointer channel is also scored on where it points (its test questions' grounding).
+        grounding = (
+            {"grounding"} | {f"grounding/{f}" for f in FAMILIES} if r["options"].get("pointer") else set()
+        )
+        assert {k for k in r["test"] if k.startswith("grounding")} == grounding, r["label"]
+        assert set(r["test"]) - {"accuracy"} - {f"accuracy/{f}" for f in FAMILIES} - grounding <= templates
         assert any(k.startswith("accuracy/template/") for k in r["test"])
         assert all(0.0 <= v <= 1.0 for v in r["test"].values())
         curve = r["curve"]
