@@ -84,11 +84,8 @@ def alignment_mass(edge_index: Tensor, alpha: Tensor, target: Tensor) -> Tuple[T
     if not bool(keep.any()):
         return target.new_zeros(0), weight.new_zeros(0)
     src = target[0, keep]
-    num_src = int(src.max()) + 1
-    mass = weight.new_zeros(num_src).index_add_(0, src, weight.index_select(0, matched[keep]))
-    has = torch.zeros(num_src, dtype=torch.bool, device=src.device)
-    has[src] = True
-    sources = has.nonzero().view(-1)
+    sources = torch.unique(src)  # ascending
+    mass = weight.new_zeros(int(sources[-1]) + 1).index_add_(0, src, weight.index_select(0, matched[keep]))
     return sources, mass.index_select(0, sources)
 
 
