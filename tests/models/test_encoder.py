@@ -323,3 +323,40 @@ def test_cross_first_block_order(datasets):
         assert not torch.allclose(a.fused, b.fused, atol=1e-4)
         # Each graph alone gives what it gives in the batch.
         torch.testing.assert_close(first(ds[3]).fused[0], a.fused[3], atol=1e-5, rtol=1e-5)
+
+
+def test_control_gives_each_block_its_own_condition(datasets):
+    ds = datasets["scene_graph"]
+    batch = _batch(ds, 5)
+    torch.manual_seed(0)
+    # No gate: a gate starts closed (ReZero), and the conditions then get no gradient at first.
+    model = MMGraphEncoder(_config(ds, control=True, intra_gate=False))
+    assert len(model.controls) == len(model.blocks) == 2
+    seen = []
+    hooks = [
+        block.register_forward_pre_hook(lambda module, args: seen.append(args[5]))  # (x, edges, ..., cond)
+        for block in model.blocks
+    ]
+    out = model(batch)
+    for hook in hooks:
+        hook.remove()
+    assert len(seen) == 2 and all(cond.shape == (5, 16) for cond in seen)
+    # The first block's condition is its pooling of the embedded tokens, steered by their mean.
+    x_dict, batch_dict, _ = model.encode_inputs(batch)
+    mean = MMGraphEncoder._question(x_dict[TOKEN], batch_dict[TOKEN], 5)
+    torch.testing.assert_close(
+        seen[0], model.controls[0](x_dict[TOKEN], batch_dict[TOKEN], cond=mean, num_graphs=5)
+    )
+    assert not torch.allclose(seen[0], mean, atol=1e-3)
+    out.fused.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.controls.parameters())
+    # Each graph alone gives what it gives in the batch.
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ds[2]).fused[0], model(batch).fused[2], atol=1e-5, rtol=1e-5)
+    plain = MMGraphEncoder(_config(ds))
+    assert plain.controls is None
+    with pytest.raises(ConfigError, match="control=True"):
+        _config(ds, control=True, variant="no_graph")
+    with pytest.raises(ConfigError, match="control=True"):
+        _config(ds, control=True, cond=False)
