@@ -8,6 +8,7 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch_geometric.utils import to_dense_batch
 
 from mmgraph.errors import InputError
@@ -108,7 +109,9 @@ class CrossModalAttention(_AttentionProjections):
       from every source node of :math:`g` (complete cross edges; or
       ``edge_index=None``), the nodes are padded into per-graph blocks and
       :func:`torch.nn.functional.scaled_dot_product_attention` runs with a
-      key-padding mask;
+      key-padding mask (blocks of up to 64 x 64 nodes without dropout: the
+      same attention in contiguous batched matrix products with a hand-written
+      backward, about twice as fast on the CPU at a few dozen nodes a graph);
     * **sparse** (general): per-edge logits by
       :func:`~mmgraph.nn.scatter.edge_dot`, normalised with
       :func:`~mmgraph.nn.scatter.scatter_softmax`, and values summed per
@@ -260,15 +263,68 @@ class CrossModalAttention(_AttentionProjections):
         k_mask = k_mask.clone()
         k_mask[:, 0] |= ~k_mask.any(dim=1)
         G, Tq, Tk = q_pad.size(0), q_pad.size(1), k_pad.size(1)
-        q_pad = q_pad.view(G, Tq, H, D).transpose(1, 2)  # [G, H, Tq, D]
-        k_pad = k_pad.view(G, Tk, H, D).transpose(1, 2)  # [G, H, Tk, D]
-        v_pad = v_pad.view(G, Tk, H, D).transpose(1, 2)  # [G, H, Tk, D]
-        attn_mask = k_mask.view(G, 1, 1, Tk)  # True = attend
-        out = F.scaled_dot_product_attention(
-            q_pad, k_pad, v_pad, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )  # [G, H, Tq, D]
+        if (self.training and self.dropout > 0) or Tq * Tk > SMALL_BLOCK:
+            q_pad = q_pad.view(G, Tq, H, D).transpose(1, 2)  # [G, H, Tq, D]
+            k_pad = k_pad.view(G, Tk, H, D).transpose(1, 2)  # [G, H, Tk, D]
+            v_pad = v_pad.view(G, Tk, H, D).transpose(1, 2)  # [G, H, Tk, D]
+            attn_mask = k_mask.view(G, 1, 1, Tk)  # True = attend
+            out = F.scaled_dot_product_attention(
+                q_pad, k_pad, v_pad, attn_mask=attn_mask, dropout_p=self.dropout
+            )  # [G, H, Tq, D]
+        else:
+            # Small blocks without dropout: the same attention in contiguous matrix products, about
+            # twice as fast as scaled_dot_product_attention's CPU kernel (forward and backward) for a
+            # few dozen tokens and regions a graph.
+            bias = torch.zeros(k_mask.shape, dtype=q.dtype, device=q.device)
+            bias = bias.masked_fill(~k_mask, float("-inf"))  # [G, Tk]
+            bias = bias.view(G, 1, Tk, 1).expand(G, H, Tk, 1).reshape(G * H, Tk, 1)
+            out = _DenseAttention.apply(
+                _heads_first(q_pad, H), _heads_first(k_pad, H), _heads_first(v_pad, H), bias, D**-0.5
+            ).view(G, H, Tq, D)
         out = out.transpose(1, 2).reshape(G, Tq, H * D)  # [G, Tq, E]
         return out[q_mask]  # [N_dst, E]
+
+
+# Largest queries x keys per graph for _DenseAttention, which keeps the [Tq, Tk] weights per head for
+# backward; larger blocks go to scaled_dot_product_attention.
+SMALL_BLOCK = 64 * 64
+
+
+def _heads_first(x: Tensor, heads: int) -> Tensor:
+    """``[G, T, H * D]`` -> contiguous ``[G * H, T, D]``."""
+    G, T, E = x.shape
+    return x.view(G, T, heads, E // heads).transpose(1, 2).reshape(G * heads, T, E // heads)
+
+
+class _DenseAttention(torch.autograd.Function):
+    r"""Softmax attention of ``[B, Tq, D]`` queries over ``[B, Tk, D]`` keys and values, with an
+    additive key bias ``[B, Tk, 1]`` (``-inf`` masks a key), for many small blocks: the logits are
+    laid out ``[B, Tk, Tq]`` so that the softmax runs over dim 1 (a softmax over a short last dim is
+    slow on the CPU), and the backward pass multiplies contiguous matrices only (``bmm`` of
+    transposed views falls back to a per-matrix loop). Same values as
+    :func:`torch.nn.functional.scaled_dot_product_attention` to float precision; once
+    differentiable."""
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
+        logit = torch.bmm(k, q.transpose(1, 2)).mul_(scale).add_(bias)  # [B, Tk, Tq]
+        weight = torch.softmax(logit, dim=1).transpose(1, 2).contiguous()  # [B, Tq, Tk]
+        ctx.save_for_backward(q, k, v, weight)
+        ctx.scale = scale
+        return torch.bmm(weight, v)  # [B, Tq, D]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        q, k, v, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_v = torch.bmm(weight.transpose(1, 2).contiguous(), grad)  # [B, Tk, D]
+        grad_weight = torch.bmm(grad, v.transpose(1, 2).contiguous())  # [B, Tq, Tk]
+        grad_logit = weight * (grad_weight - (grad_weight * weight).sum(-1, keepdim=True))
+        grad_logit = grad_logit.mul_(ctx.scale)  # [B, Tq, Tk]
+        grad_q = torch.bmm(grad_logit, k)  # [B, Tq, D]
+        grad_k = torch.bmm(grad_logit.transpose(1, 2).contiguous(), q)  # [B, Tk, D]
+        return grad_q, grad_k, grad_v, None, None
 
 
 def _is_complete(edge_index: Tensor, batch_src: Tensor, batch_dst: Tensor, num_graphs: int) -> bool:

@@ -8,10 +8,11 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torch_geometric.utils import to_dense_batch
 
 from mmgraph.errors import InputError
-from mmgraph.nn.cross_attention import _AttentionProjections, complete_edge_index
+from mmgraph.nn.cross_attention import SMALL_BLOCK, _AttentionProjections, _heads_first, complete_edge_index
 from mmgraph.nn.scatter import edge_dot, edge_weighted_sum, scatter_softmax
 from mmgraph.nn.scatter import num_graphs as count_graphs
 from mmgraph.typing import OptTensor
@@ -197,6 +198,8 @@ class PointerAttention(_AttentionProjections):
         dst_rows = k if vb is None else torch.cat([k, vb], -1)
         dst_pad, dst_mask = to_dense_batch(dst_rows, batch_dst, batch_size=num_graphs)  # [G, T, E or 2E]
         G, S, T = src_pad.size(0), src_pad.size(1), dst_pad.size(1)
+        if not (self.training and self.dropout > 0) and S * T <= SMALL_BLOCK:
+            return self._small(src_pad, src_mask, dst_pad, dst_mask, vb is not None, weights)
         q_pad = src_pad[..., :E].reshape(G, S, H, D).transpose(1, 2)  # [G, H, S, D]
         v_pad = src_pad[..., E:].reshape(G, S, H, D).transpose(1, 2)  # [G, H, S, D]
         k_pad = dst_pad[..., :E].reshape(G, T, H, D).transpose(1, 2)  # [G, H, T, D]
@@ -217,3 +220,75 @@ class PointerAttention(_AttentionProjections):
             return out, None, back
         pair_mask = src_mask.view(G, S, 1) & dst_mask.view(G, 1, T)  # [G, S, T]
         return out, alpha.permute(0, 2, 3, 1)[pair_mask], back  # alpha [E, H], grouped by source
+
+    def _small(self, src_pad, src_mask, dst_pad, dst_mask, readback: bool, weights: bool):
+        """The dense path for small blocks without dropout, through :class:`_DensePointer`."""
+        H, D = self.num_heads, self.head_dim
+        E = H * D
+        G, S, T = src_pad.size(0), src_pad.size(1), dst_pad.size(1)
+        bias = torch.zeros(dst_mask.shape, dtype=src_pad.dtype, device=src_pad.device)
+        bias = bias.masked_fill(~dst_mask, float("-inf")).view(G, 1, T, 1).expand(G, H, T, 1)
+        keep = src_mask.to(src_pad.dtype).view(G, 1, 1, S).expand(G, H, 1, S)
+        q, v = _heads_first(src_pad[..., :E], H), _heads_first(src_pad[..., E:], H)  # [G * H, S, D]
+        k = _heads_first(dst_pad[..., :E], H)  # [G * H, T, D]
+        vb = _heads_first(dst_pad[..., E:], H) if readback else None
+        out, back, alpha = _DensePointer.apply(
+            q, k, v, vb, bias.reshape(G * H, T, 1), keep.reshape(G * H, 1, S), D**-0.5
+        )  # [G * H, T, D], [G * H, S, D] or None, [G * H, T, S]
+        out = out.view(G, H, T, D).transpose(1, 2).reshape(G, T, E)[dst_mask]  # [N_dst, E]
+        if back is not None:
+            back = back.view(G, H, S, D).transpose(1, 2).reshape(G, S, E)[src_mask]  # [N_src, E]
+        if not weights:
+            return out, None, back
+        pair_mask = src_mask.view(G, S, 1) & dst_mask.view(G, 1, T)  # [G, S, T]
+        return out, alpha.view(G, H, T, S).permute(0, 3, 2, 1)[pair_mask], back  # [E, H], by source
+
+
+class _DensePointer(torch.autograd.Function):
+    r""":class:`PointerAttention`'s dense path for many small blocks ``B`` (graphs x heads): each
+    source's softmax over the targets, ``alpha`` ``[B, T, S]`` (laid out so that the softmax runs
+    over dim 1: a softmax over a short last dim is slow on the CPU), the targets' sums of the
+    sources' values ``alpha @ v`` and, with ``vb``, the sources' readback ``alpha^T @ vb``. ``bias``
+    ``[B, T, 1]`` is ``-inf`` at padded targets, ``keep`` ``[B, 1, S]`` 0 at padded sources. The
+    backward pass multiplies contiguous matrices only (``bmm`` of transposed views falls back to a
+    per-matrix loop) and takes gradients on all three outputs (``alpha``: the alignment loss).
+    Once differentiable."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, vb, bias, keep, scale: float):
+        ctx.set_materialize_grads(False)  # outputs nobody uses get no gradient work
+        logit = torch.bmm(k, q.transpose(1, 2)).mul_(scale).add_(bias)  # [B, T, S]
+        # A graph without targets: its sources' columns are all -inf; make them 0, not NaN.
+        soft = torch.softmax(logit, dim=1).nan_to_num_(0.0)
+        alpha = soft * keep  # padded sources send nothing
+        out = torch.bmm(alpha, v)  # [B, T, D]
+        alpha_t = alpha.transpose(1, 2).contiguous()  # [B, S, T]
+        back = torch.bmm(alpha_t, vb) if vb is not None else None  # [B, S, D]
+        ctx.save_for_backward(q, k, v, vb, keep, soft, alpha_t)
+        ctx.scale = scale
+        return out, back, alpha
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out, grad_back, grad_alpha):
+        q, k, v, vb, keep, soft, alpha_t = ctx.saved_tensors
+        grad_v = grad_vb = None
+        grad_a = torch.zeros_like(soft) if grad_alpha is None else grad_alpha.contiguous().clone()
+        if grad_out is not None:
+            grad_out = grad_out.contiguous()
+            grad_v = torch.bmm(alpha_t, grad_out)  # [B, S, D]
+            grad_a += torch.bmm(grad_out, v.transpose(1, 2).contiguous())  # [B, T, S]
+        if grad_back is not None and vb is not None:
+            grad_back = grad_back.contiguous()
+            grad_vb = torch.bmm(alpha_t.transpose(1, 2).contiguous(), grad_back)  # [B, T, D]
+            grad_a += torch.bmm(vb, grad_back.transpose(1, 2).contiguous())  # [B, T, S]
+        if vb is not None and grad_vb is None:
+            grad_vb = torch.zeros_like(vb)
+        if grad_v is None:
+            grad_v = torch.zeros_like(v)
+        grad_soft = grad_a * keep
+        grad_logit = soft * (grad_soft - (grad_soft * soft).sum(1, keepdim=True))
+        grad_logit = grad_logit.mul_(ctx.scale)  # [B, T, S]
+        grad_k = torch.bmm(grad_logit, q)  # [B, T, D]
+        grad_q = torch.bmm(grad_logit.transpose(1, 2).contiguous(), k)  # [B, S, D]
+        return grad_q, grad_k, grad_v, grad_vb, None, None, None

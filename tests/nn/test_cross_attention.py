@@ -245,3 +245,26 @@ def test_sparse_path_keeps_no_per_edge_feature_tensor_for_backward():
         attn(x_src, x_dst, edge_index, complete=False).sum().backward()
     # Per edge at most [E, heads] values are kept; [E, heads, d] would be 900 * 32 each.
     assert max(saved) == 900 * 4
+
+
+def test_small_dense_path_matches_scaled_dot_product_attention_with_gradients():
+    # Small blocks without dropout take a hand-written attention (_DenseAttention), with its own
+    # backward; it agrees with the sparse path, gradients included.
+    torch.manual_seed(0)
+    layer = CrossModalAttention(16, 4).double()
+    sizes_src, sizes_dst = (3, 5, 0, 2), (4, 1, 3, 2)  # graph 2 has no source nodes
+    batch_src = torch.repeat_interleave(torch.arange(4), torch.tensor(sizes_src))
+    batch_dst = torch.repeat_interleave(torch.arange(4), torch.tensor(sizes_dst))
+    x_src = torch.randn(len(batch_src), 16, dtype=torch.double)
+    x_dst = torch.randn(len(batch_dst), 16, dtype=torch.double)
+    edge_index = complete_edge_index(batch_src, batch_dst, 4)
+    grads = []
+    for edges in (None, edge_index):  # dense, then sparse (complete=False: no detection)
+        a, b = x_src.clone().requires_grad_(), x_dst.clone().requires_grad_()
+        out = layer(a, b, edges, batch_src, batch_dst, num_graphs=4, complete=edges is None)
+        layer.zero_grad()
+        out.sin().sum().backward()
+        grads.append([out, a.grad, b.grad] + [p.grad.clone() for p in layer.parameters()])
+    for dense, sparse in zip(*grads):
+        torch.testing.assert_close(dense, sparse)
+    assert torch.equal(grads[0][0][5:8], layer.out_proj.bias.detach().expand(3, 16))  # no sources: bias only

@@ -110,3 +110,32 @@ def test_readback_of_a_graph_without_targets_is_zero():
     assert torch.equal(back[2:], torch.zeros(3, 16))  # graph 1 has no regions
     _, back = layer(x_src[:0], x_dst, None, batch_src[:0], batch_dst)
     assert back.shape == (0, 16)
+
+
+@pytest.mark.parametrize("targets", [(4, 1, 3), (3, 0, 2)])  # the second has a graph without targets
+def test_small_dense_path_matches_the_sparse_path_with_gradients(targets):
+    # The dense path of small blocks has its own backward (_DensePointer): its values and the
+    # gradients of all three outputs (targets, readback, weights) match the sparse path's autograd.
+    torch.manual_seed(0)
+    x_src, x_dst, batch_src, batch_dst = _graphs(sizes_dst=targets)
+    x_src, x_dst = x_src.double(), x_dst.double()
+    layer = PointerAttention(16, 4, readback=True).double()
+    edge_index = _complete(batch_src, batch_dst)
+    grads = []
+    for edges in (None, edge_index):
+        a, b = x_src.clone().requires_grad_(), x_dst.clone().requires_grad_()
+        (out, back), (_, alpha) = layer(a, b, edges, batch_src, batch_dst, return_attention_weights=True)
+        loss = out.sin().sum() + back.cos().sum() + (alpha * torch.arange(alpha.numel()).view_as(alpha)).sum()
+        layer.zero_grad()
+        loss.backward()
+        grads.append([out, back, alpha, a.grad, b.grad] + [p.grad.clone() for p in layer.parameters()])
+    for dense, sparse in zip(*grads):
+        torch.testing.assert_close(dense, sparse)
+    # An output left unused gets no gradient work and the others' gradients stay right.
+    a = x_src.clone().requires_grad_()
+    (out, _), _ = layer(a, x_dst, None, batch_src, batch_dst, return_attention_weights=True)
+    out.sum().backward()
+    b = x_src.clone().requires_grad_()
+    out, _ = layer(b, x_dst, _complete(batch_src, batch_dst), batch_src, batch_dst)
+    out.sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
