@@ -269,7 +269,7 @@ class CrossModalAttention(_AttentionProjections):
             v_pad = v_pad.view(G, Tk, H, D).transpose(1, 2)  # [G, H, Tk, D]
             attn_mask = k_mask.view(G, 1, 1, Tk)  # True = attend
             out = F.scaled_dot_product_attention(
-                q_pad, k_pad, v_pad, attn_mask=attn_mask, dropout_p=self.dropout
+                q_pad, k_pad, v_pad, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
             )  # [G, H, Tq, D]
         else:
             # Small blocks without dropout: the same attention in contiguous matrix products, about

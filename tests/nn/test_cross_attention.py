@@ -268,3 +268,15 @@ def test_small_dense_path_matches_scaled_dot_product_attention_with_gradients():
     for dense, sparse in zip(*grads):
         torch.testing.assert_close(dense, sparse)
     assert torch.equal(grads[0][0][5:8], layer.out_proj.bias.detach().expand(3, 16))  # no sources: bias only
+
+
+def test_large_blocks_keep_scaled_dot_product_attention_without_dropout_in_eval():
+    # Blocks over 64 x 64 nodes go to scaled_dot_product_attention; in eval mode it drops nothing.
+    torch.manual_seed(0)
+    layer = CrossModalAttention(16, 4, dropout=0.5).eval()
+    x_src, x_dst = torch.randn(70, 16), torch.randn(70, 16)
+    batch = torch.zeros(70, dtype=torch.long)
+    edge_index = complete_edge_index(batch, batch, 1)
+    dense = layer(x_src, x_dst, None, batch, batch, num_graphs=1)
+    sparse = layer(x_src, x_dst, edge_index, batch, batch, num_graphs=1, complete=False)
+    torch.testing.assert_close(dense, sparse)
