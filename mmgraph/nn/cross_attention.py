@@ -275,11 +275,12 @@ class CrossModalAttention(_AttentionProjections):
             # Small blocks without dropout: the same attention in contiguous matrix products, about
             # twice as fast as scaled_dot_product_attention's CPU kernel (forward and backward) for a
             # few dozen tokens and regions a graph.
-            bias = torch.zeros(k_mask.shape, dtype=q.dtype, device=q.device)
-            bias = bias.masked_fill(~k_mask, float("-inf"))  # [G, Tk]
-            bias = bias.view(G, 1, Tk, 1).expand(G, H, Tk, 1).reshape(G * H, Tk, 1)
             out = _DenseAttention.apply(
-                _heads_first(q_pad, H), _heads_first(k_pad, H), _heads_first(v_pad, H), bias, D**-0.5
+                _heads_first(q_pad, H),
+                _heads_first(k_pad, H),
+                _heads_first(v_pad, H),
+                _padding_bias(k_mask, H, q.dtype),
+                D**-0.5,
             ).view(G, H, Tq, D)
         out = out.transpose(1, 2).reshape(G, Tq, H * D)  # [G, Tq, E]
         return out[q_mask]  # [N_dst, E]
@@ -294,6 +295,13 @@ def _heads_first(x: Tensor, heads: int) -> Tensor:
     """``[G, T, H * D]`` -> contiguous ``[G * H, T, D]``."""
     G, T, E = x.shape
     return x.view(G, T, heads, E // heads).transpose(1, 2).reshape(G * heads, T, E // heads)
+
+
+def _padding_bias(mask: Tensor, heads: int, dtype: torch.dtype) -> Tensor:
+    """``[G, T]`` node mask (True = a node) -> additive bias ``[G * H, T, 1]``: 0 at nodes, ``-inf`` at padding."""
+    G, T = mask.shape
+    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+    return bias.view(G, 1, T, 1).expand(G, heads, T, 1).reshape(G * heads, T, 1)
 
 
 class _DenseAttention(torch.autograd.Function):

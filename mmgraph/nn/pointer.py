@@ -12,7 +12,13 @@ from torch.autograd.function import once_differentiable
 from torch_geometric.utils import to_dense_batch
 
 from mmgraph.errors import InputError
-from mmgraph.nn.cross_attention import SMALL_BLOCK, _AttentionProjections, _heads_first, complete_edge_index
+from mmgraph.nn.cross_attention import (
+    SMALL_BLOCK,
+    _AttentionProjections,
+    _heads_first,
+    _padding_bias,
+    complete_edge_index,
+)
 from mmgraph.nn.scatter import edge_dot, edge_weighted_sum, scatter_softmax
 from mmgraph.nn.scatter import num_graphs as count_graphs
 from mmgraph.typing import OptTensor
@@ -228,14 +234,12 @@ class PointerAttention(_AttentionProjections):
         H, D = self.num_heads, self.head_dim
         E = H * D
         G, S, T = src_pad.size(0), src_pad.size(1), dst_pad.size(1)
-        bias = torch.zeros(dst_mask.shape, dtype=src_pad.dtype, device=src_pad.device)
-        bias = bias.masked_fill(~dst_mask, float("-inf")).view(G, 1, T, 1).expand(G, H, T, 1)
         keep = src_mask.to(src_pad.dtype).view(G, 1, 1, S).expand(G, H, 1, S)
         q, v = _heads_first(src_pad[..., :E], H), _heads_first(src_pad[..., E:], H)  # [G * H, S, D]
         k = _heads_first(dst_pad[..., :E], H)  # [G * H, T, D]
         vb = _heads_first(dst_pad[..., E:], H) if readback else None
         out, back, alpha = _DensePointer.apply(
-            q, k, v, vb, bias.reshape(G * H, T, 1), keep.reshape(G * H, 1, S), D**-0.5
+            q, k, v, vb, _padding_bias(dst_mask, H, src_pad.dtype), keep.reshape(G * H, 1, S), D**-0.5
         )  # [G * H, T, D], [G * H, S, D] or None, [G * H, T, S]
         out = out.view(G, H, T, D).transpose(1, 2).reshape(G, T, E)[dst_mask]  # [N_dst, E]
         if back is not None:
@@ -274,7 +278,7 @@ class _DensePointer(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out, grad_back, grad_alpha):
         q, k, v, vb, keep, soft, alpha_t = ctx.saved_tensors
-        grad_v = grad_vb = None
+        grad_v = grad_vb = None  # None: no gradient from an output nobody used
         grad_a = torch.zeros_like(soft) if grad_alpha is None else grad_alpha.contiguous().clone()
         if grad_out is not None:
             grad_out = grad_out.contiguous()
@@ -284,10 +288,6 @@ class _DensePointer(torch.autograd.Function):
             grad_back = grad_back.contiguous()
             grad_vb = torch.bmm(alpha_t.transpose(1, 2).contiguous(), grad_back)  # [B, T, D]
             grad_a += torch.bmm(vb, grad_back.transpose(1, 2).contiguous())  # [B, T, S]
-        if vb is not None and grad_vb is None:
-            grad_vb = torch.zeros_like(vb)
-        if grad_v is None:
-            grad_v = torch.zeros_like(v)
         grad_soft = grad_a * keep
         grad_logit = soft * (grad_soft - (grad_soft * soft).sum(1, keepdim=True))
         grad_logit = grad_logit.mul_(ctx.scale)  # [B, T, S]

@@ -247,7 +247,7 @@ def test_sparse_path_keeps_no_per_edge_feature_tensor_for_backward():
     assert max(saved) == 900 * 4
 
 
-def test_small_dense_path_matches_scaled_dot_product_attention_with_gradients():
+def test_small_dense_path_matches_the_sparse_path_with_gradients():
     # Small blocks without dropout take a hand-written attention (_DenseAttention), with its own
     # backward; it agrees with the sparse path, gradients included.
     torch.manual_seed(0)
