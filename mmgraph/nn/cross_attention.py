@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
-from torch_geometric.utils import to_dense_batch
 
 from mmgraph.errors import InputError
+from mmgraph.nn.dense import dense_layout
 from mmgraph.nn.scatter import edge_dot, edge_weighted_sum, scatter_softmax
 from mmgraph.nn.scatter import num_graphs as count_graphs
 from mmgraph.typing import OptTensor
@@ -255,18 +255,19 @@ class CrossModalAttention(_AttentionProjections):
         if k.size(0) == 0:
             # No source node anywhere: every target has an empty neighbourhood.
             return q.new_zeros(q.shape)
-        q_pad, q_mask = to_dense_batch(q, batch_dst, batch_size=num_graphs)  # [G, Tq, E], [G, Tq]
-        k_pad, k_mask = to_dense_batch(k, batch_src, batch_size=num_graphs)  # [G, Tk, E], [G, Tk]
-        v_pad, _ = to_dense_batch(v, batch_src, batch_size=num_graphs)  # [G, Tk, E]
-        # A graph without source nodes: let its queries see one zero-padded key, whose
-        # value is 0, so the output is 0 (as in the sparse path) and never NaN.
-        k_mask = k_mask.clone()
-        k_mask[:, 0] |= ~k_mask.any(dim=1)
-        G, Tq, Tk = q_pad.size(0), q_pad.size(1), k_pad.size(1)
+        lq, lk = dense_layout(batch_dst, num_graphs), dense_layout(batch_src, num_graphs)
+        q_pad, k_pad, v_pad = lq.pad(q), lk.pad(k), lk.pad(v)  # [G, Tq, E], [G, Tk, E], [G, Tk, E]
+        G, Tq, Tk = num_graphs, lq.size, lk.size
         if (self.training and self.dropout > 0) or Tq * Tk > SMALL_BLOCK:
             q_pad = q_pad.view(G, Tq, H, D).transpose(1, 2)  # [G, H, Tq, D]
             k_pad = k_pad.view(G, Tk, H, D).transpose(1, 2)  # [G, H, Tk, D]
             v_pad = v_pad.view(G, Tk, H, D).transpose(1, 2)  # [G, H, Tk, D]
+            # A graph without source nodes: let its queries see one zero-padded key, whose
+            # value is 0, so the output is 0 (as in the sparse path) and never NaN.
+            k_mask = lk.mask
+            if lk.empty:
+                k_mask = k_mask.clone()
+                k_mask[:, 0] |= ~k_mask.any(dim=1)
             attn_mask = k_mask.view(G, 1, 1, Tk)  # True = attend
             out = F.scaled_dot_product_attention(
                 q_pad, k_pad, v_pad, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
@@ -279,11 +280,10 @@ class CrossModalAttention(_AttentionProjections):
                 _heads_first(q_pad, H),
                 _heads_first(k_pad, H),
                 _heads_first(v_pad, H),
-                _padding_bias(k_mask, H, q.dtype),
+                lk.padding_bias(H, q.dtype, open_empty=True),
                 D**-0.5,
             ).view(G, H, Tq, D)
-        out = out.transpose(1, 2).reshape(G, Tq, H * D)  # [G, Tq, E]
-        return out[q_mask]  # [N_dst, E]
+        return lq.unpad(out.transpose(1, 2).reshape(G, Tq, H * D))  # [N_dst, E]
 
 
 # Largest queries x keys per graph for _DenseAttention, which keeps the [Tq, Tk] weights per head for
@@ -295,13 +295,6 @@ def _heads_first(x: Tensor, heads: int) -> Tensor:
     """``[G, T, H * D]`` -> contiguous ``[G * H, T, D]``."""
     G, T, E = x.shape
     return x.view(G, T, heads, E // heads).transpose(1, 2).reshape(G * heads, T, E // heads)
-
-
-def _padding_bias(mask: Tensor, heads: int, dtype: torch.dtype) -> Tensor:
-    """``[G, T]`` node mask (True = a node) -> additive bias ``[G * H, T, 1]``: 0 at nodes, ``-inf`` at padding."""
-    G, T = mask.shape
-    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
-    return bias.view(G, 1, T, 1).expand(G, heads, T, 1).reshape(G * heads, T, 1)
 
 
 class _DenseAttention(torch.autograd.Function):

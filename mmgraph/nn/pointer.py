@@ -9,16 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
-from torch_geometric.utils import to_dense_batch
 
 from mmgraph.errors import InputError
 from mmgraph.nn.cross_attention import (
     SMALL_BLOCK,
     _AttentionProjections,
     _heads_first,
-    _padding_bias,
     complete_edge_index,
 )
+from mmgraph.nn.dense import dense_layout
 from mmgraph.nn.scatter import edge_dot, edge_weighted_sum, scatter_softmax
 from mmgraph.nn.scatter import num_graphs as count_graphs
 from mmgraph.typing import OptTensor
@@ -200,14 +199,13 @@ class PointerAttention(_AttentionProjections):
             return q.new_zeros(k.size(0), H * D), alpha, back
         E = H * D
         # One padding per side: the rows that share a layout are padded together, then split.
-        src_pad, src_mask = to_dense_batch(
-            torch.cat([q, v], -1), batch_src, batch_size=num_graphs
-        )  # [G, S, 2E]
-        dst_rows = k if vb is None else torch.cat([k, vb], -1)
-        dst_pad, dst_mask = to_dense_batch(dst_rows, batch_dst, batch_size=num_graphs)  # [G, T, E or 2E]
-        G, S, T = src_pad.size(0), src_pad.size(1), dst_pad.size(1)
+        ls, ld = dense_layout(batch_src, num_graphs), dense_layout(batch_dst, num_graphs)
+        src_pad = ls.pad(torch.cat([q, v], -1))  # [G, S, 2E]
+        dst_pad = ld.pad(k if vb is None else torch.cat([k, vb], -1))  # [G, T, E or 2E]
+        G, S, T = num_graphs, ls.size, ld.size
         if not (self.training and self.dropout > 0) and S * T <= SMALL_BLOCK:
-            return self._small(src_pad, src_mask, dst_pad, dst_mask, vb is not None, weights)
+            return self._small(src_pad, dst_pad, ls, ld, vb is not None, weights)
+        src_mask, dst_mask = ls.mask, ld.mask
         q_pad = src_pad[..., :E].reshape(G, S, H, D).transpose(1, 2)  # [G, H, S, D]
         v_pad = src_pad[..., E:].reshape(G, S, H, D).transpose(1, 2)  # [G, H, S, D]
         k_pad = dst_pad[..., :E].reshape(G, T, H, D).transpose(1, 2)  # [G, H, T, D]
@@ -218,36 +216,39 @@ class PointerAttention(_AttentionProjections):
         # Padded sources send nothing.
         alpha = alpha * src_mask.view(G, 1, S, 1)
         weight = F.dropout(alpha, p=self.dropout, training=self.training)
-        out = weight.transpose(-1, -2) @ v_pad  # [G, H, T, D]
-        out = out.transpose(1, 2).reshape(G, T, E)[dst_mask]  # [N_dst, E]
+        out = ld.unpad((weight.transpose(-1, -2) @ v_pad).transpose(1, 2).reshape(G, T, E))  # [N_dst, E]
         back = None
         if vb is not None:
             vb_pad = dst_pad[..., E:].reshape(G, T, H, D).transpose(1, 2)  # [G, H, T, D]
-            back = (weight @ vb_pad).transpose(1, 2).reshape(G, S, E)[src_mask]  # [N_src, E]
+            back = ls.unpad((weight @ vb_pad).transpose(1, 2).reshape(G, S, E))  # [N_src, E]
         if not weights:
             return out, None, back
-        pair_mask = src_mask.view(G, S, 1) & dst_mask.view(G, 1, T)  # [G, S, T]
-        return out, alpha.permute(0, 2, 3, 1)[pair_mask], back  # alpha [E, H], grouped by source
+        pairs = ls.pair_index(ld)  # (source, target) pairs of each graph, grouped by source
+        return out, alpha.permute(0, 2, 3, 1).reshape(G * S * T, H).index_select(0, pairs), back
 
-    def _small(self, src_pad, src_mask, dst_pad, dst_mask, readback: bool, weights: bool):
+    def _small(self, src_pad, dst_pad, ls, ld, readback: bool, weights: bool):
         """The dense path for small blocks without dropout, through :class:`_DensePointer`."""
         H, D = self.num_heads, self.head_dim
         E = H * D
         G, S, T = src_pad.size(0), src_pad.size(1), dst_pad.size(1)
-        keep = src_mask.to(src_pad.dtype).view(G, 1, 1, S).expand(G, H, 1, S)
+        keep = ls.mask.to(src_pad.dtype).view(G, 1, 1, S).expand(G, H, 1, S)
         q, v = _heads_first(src_pad[..., :E], H), _heads_first(src_pad[..., E:], H)  # [G * H, S, D]
         k = _heads_first(dst_pad[..., :E], H)  # [G * H, T, D]
         vb = _heads_first(dst_pad[..., E:], H) if readback else None
         out, back, alpha = _DensePointer.apply(
-            q, k, v, vb, _padding_bias(dst_mask, H, src_pad.dtype), keep.reshape(G * H, 1, S), D**-0.5
+            q, k, v, vb, ld.padding_bias(H, src_pad.dtype), keep.reshape(G * H, 1, S), D**-0.5
         )  # [G * H, T, D], [G * H, S, D] or None, [G * H, T, S]
-        out = out.view(G, H, T, D).transpose(1, 2).reshape(G, T, E)[dst_mask]  # [N_dst, E]
+        out = ld.unpad(out.view(G, H, T, D).transpose(1, 2).reshape(G, T, E))  # [N_dst, E]
         if back is not None:
-            back = back.view(G, H, S, D).transpose(1, 2).reshape(G, S, E)[src_mask]  # [N_src, E]
+            back = ls.unpad(back.view(G, H, S, D).transpose(1, 2).reshape(G, S, E))  # [N_src, E]
         if not weights:
             return out, None, back
-        pair_mask = src_mask.view(G, S, 1) & dst_mask.view(G, 1, T)  # [G, S, T]
-        return out, alpha.view(G, H, T, S).permute(0, 3, 2, 1)[pair_mask], back  # [E, H], by source
+        pairs = ls.pair_index(ld)  # (source, target) pairs of each graph, grouped by source
+        return (
+            out,
+            alpha.view(G, H, T, S).permute(0, 3, 2, 1).reshape(G * S * T, H).index_select(0, pairs),
+            back,
+        )
 
 
 class _DensePointer(torch.autograd.Function):

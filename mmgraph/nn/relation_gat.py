@@ -111,7 +111,9 @@ class RelationGATConv(MessagePassing):
             through this many bases (see above); ``None`` shares one matrix.
             (default: :obj:`None`)
         memory_efficient (bool, optional): Compute the geometry term of the
-            logits in chunks of edges under activation checkpointing, and sum
+            logits in chunks of edges under activation checkpointing (where
+            the edges span more than one chunk of
+            :data:`~mmgraph.nn.scatter.EDGE_CHUNK_BYTES`), and sum
             the messages without materialising them (see
             :meth:`aggregate_fused`), so that per edge only ``[E, heads]``
             values are kept for backward instead of ``[E, heads, F_out]``
@@ -444,13 +446,20 @@ class RelationGATConv(MessagePassing):
 
         ``[E, heads]``, in chunks of edges, each under activation
         checkpointing, so that the ``[E, heads, F_out]`` hidden layer is never
-        kept for backward but recomputed chunk by chunk.
+        kept for backward but recomputed chunk by chunk. Edges that fit in one
+        chunk are computed at once and their hidden layer kept (at most
+        :data:`~mmgraph.nn.scatter.EDGE_CHUNK_BYTES`): recomputing costs more
+        time than that memory is worth.
         """
         att = self.att_edge if att_geo is None else att_geo
         graph = graph if att_geo is not None else None
         if not self.memory_efficient or torch.compiler.is_compiling():
             return self._geometry_term(edge_attr, att, graph)
         rows = max(1, scatter.EDGE_CHUNK_BYTES // (self.heads * self.out_channels * edge_attr.element_size()))
+        if edge_attr.size(0) <= rows:
+            # One chunk: keeping its [E, heads, F_out] hidden layer (at most EDGE_CHUNK_BYTES) costs less
+            # than recomputing it; checkpointing only pays off where the edges span several chunks.
+            return self._geometry_term(edge_attr, att, graph)
         chunks = zip(edge_attr.split(rows), graph.split(rows) if graph is not None else repeat(None))
         if not torch.is_grad_enabled():
             return torch.cat([self._geometry_term(attr, att, g) for attr, g in chunks])

@@ -383,7 +383,9 @@ def test_memory_efficient_path_equals_propagate_with_gradients(
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
-def test_memory_efficient_path_keeps_no_per_edge_message_for_backward():
+def test_memory_efficient_path_keeps_no_per_edge_message_for_backward(monkeypatch):
+    # Edges over many chunks (32 a chunk): each chunk's geometry is recomputed in backward.
+    monkeypatch.setattr(scatter_module, "EDGE_CHUNK_BYTES", 32 * 4 * 8 * 4)
     conv = _full_conv(heads=4, num_bases=None)
     x = torch.randn(30, 16, requires_grad=True)
     edge_index = torch.stack([torch.randint(0, 30, (900,)), torch.randint(0, 30, (900,))])
@@ -401,6 +403,23 @@ def test_memory_efficient_path_keeps_no_per_edge_message_for_backward():
             conv(x, edge_index, edge_type, edge_attr, torch.randn(1, 5)).sum().backward()
         # [E, heads] values per edge at most; messages [E, heads, out] on the general path.
         assert max(saved) == bound
+
+
+def test_memory_efficient_path_keeps_the_geometry_of_edges_that_fit_one_chunk():
+    conv = _full_conv(heads=4, num_bases=None)
+    x = torch.randn(30, 16, requires_grad=True)
+    edge_index = torch.stack([torch.randint(0, 30, (900,)), torch.randint(0, 30, (900,))])
+    edge_type = torch.randint(0, NUM_SPATIAL_CLASSES, (900,))
+    edge_attr = torch.randn(900, GEOMETRY_DIM)
+    assert 900 * 4 * 8 * 4 <= scatter_module.EDGE_CHUNK_BYTES
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        out = conv(x, edge_index, edge_type, edge_attr, torch.randn(1, 5))
+    # One chunk: its [E, heads, out] hidden layer is kept (no recomputation), nothing larger.
+    # (test_memory_efficient_path_equals_propagate_with_gradients compares its values, one_chunk.)
+    assert max(saved) == 900 * 4 * 8
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 def test_message_hooks_and_other_aggregations_take_the_general_path():
