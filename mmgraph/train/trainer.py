@@ -338,7 +338,10 @@ class Trainer:
 
     def _train_step(self, batches: List[Any]) -> float:
         """One optimiser step over ``grad_accum`` forward passes."""
-        self.wrapped.train()
+        if not all(module.training for module in self.wrapped.modules()):
+            # Setting the mode walks every module's attributes (1.5 ms a step for the 138 modules of
+            # the synthetic VQA benchmark's model): only where some module is not in training mode.
+            self.wrapped.train()
         total = 0.0
         for k, batch in enumerate(batches):
             batch = to_device(batch, self.device)

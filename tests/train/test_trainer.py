@@ -99,6 +99,21 @@ def test_cpu_parameters_get_the_fused_adamw_and_lazy_ones_the_loop(data):
     assert not _can_fuse_adamw(torch.nn.Module(), torch.device("cpu"))  # no parameters at all
 
 
+def test_every_training_step_runs_every_module_in_training_mode(data):
+    train, val = data
+    trainer = Trainer(make_model(train), train, val, TrainConfig(epochs=1, batch_size=8), evaluate=accuracy)
+    batch = next(iter(trainer._loader(train, sampler=trainer.sampler)))
+    seen = []
+    trainer.model.drop.register_forward_hook(lambda module, args, out: seen.append(module.training))
+    trainer._train_step([batch])
+    trainer.run_evaluation()  # leaves the model in eval mode
+    trainer._train_step([batch])
+    trainer.model.drop.eval()  # one submodule alone
+    trainer._train_step([batch])
+    assert seen[0] and seen[-1] and seen.count(True) == 3  # the evaluation's forward passes saw False
+    assert all(module.training for module in trainer.model.modules())
+
+
 def test_resume_after_a_kill_equals_an_uninterrupted_run(data, tmp_path):
     train, _ = data
     n, k = 9, 4
