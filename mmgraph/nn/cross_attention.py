@@ -111,7 +111,9 @@ class CrossModalAttention(_AttentionProjections):
       :func:`torch.nn.functional.scaled_dot_product_attention` runs with a
       key-padding mask (blocks of up to 64 x 64 nodes without dropout: the
       same attention in contiguous batched matrix products with a hand-written
-      backward, about twice as fast on the CPU at a few dozen nodes a graph);
+      backward, about twice as fast on the CPU at a few dozen nodes a graph).
+      The padding comes from :func:`~mmgraph.nn.dense.dense_layout`, worked
+      out once per batch vector and shared by every layer that pads it;
     * **sparse** (general): per-edge logits by
       :func:`~mmgraph.nn.scatter.edge_dot`, normalised with
       :func:`~mmgraph.nn.scatter.scatter_softmax`, and values summed per

@@ -61,11 +61,13 @@ class PointerAttention(_AttentionProjections):
     loss can supervise (:func:`mmgraph.heads.alignment_loss`).
 
     Two paths compute it, and agree to float precision: **dense** (padded
-    per-graph blocks; complete edges or ``edge_index=None``; blocks of up to
-    64 x 64 nodes without dropout in contiguous batched products with a
-    hand-written backward, as in :class:`~mmgraph.nn.CrossModalAttention`)
-    and **sparse** (per-edge logits, a softmax grouped by source, a weighted
-    scatter into the targets; any edges).
+    per-graph blocks, laid out once per batch vector by
+    :func:`~mmgraph.nn.dense.dense_layout`; complete edges or
+    ``edge_index=None``; blocks of up to 64 x 64 nodes without dropout in
+    contiguous batched products with a hand-written backward, as in
+    :class:`~mmgraph.nn.CrossModalAttention`) and **sparse** (per-edge
+    logits, a softmax grouped by source, a weighted scatter into the
+    targets; any edges).
 
     Args:
         embed_dim (int): Size of source and target features and of the output.
