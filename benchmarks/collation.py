@@ -24,6 +24,16 @@ every store even where nothing moves (a CPU batch to the CPU);
 batch itself when they are all there already. The third table times both
 on a CPU batch bound for the CPU, the case of every CPU training step.
 
+Last, the models pad. The cross-modal and pointer attention of small graphs run on
+per-graph padded blocks, and one forward pass of the synthetic VQA benchmark's model
+(two blocks, each with attention both ways and a pointer channel) pads the region and token
+rows 16 times and unpads them 8 times. PyG's ``to_dense_batch`` works the layout out (node
+counts, offsets, the largest graph) on every call, and indexing with its mask finds the nodes
+again (``nonzero``) on every unpadding; ``mmgraph.nn.dense.dense_layout`` works it out once
+per batch vector and pads and unpads by gathering rows. The fourth table times that padding
+work of one forward and backward pass both ways, the layout included (equal gradients
+checked).
+
 Measured on the package's synthetic data, generated into a temporary folder
 (``--images`` scenes), for the three kinds of graph it has: questions over
 scene graphs, questions over pixels (the image rides along in every graph),
@@ -49,9 +59,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from common import benchmark_parser, markdown_table, rate, write_results  # noqa: E402
 from torch_geometric.data import Batch  # noqa: E402
+from torch_geometric.utils import to_dense_batch  # noqa: E402
 
 from mmgraph.datasets.synthetic_graphs import SyntheticRetrieval, SyntheticVQA  # noqa: E402
 from mmgraph.graph import GraphBuilder, collate_graphs, to_device  # noqa: E402
+from mmgraph.nn.dense import DenseLayout  # noqa: E402
+from mmgraph.typing import REGION, TOKEN  # noqa: E402
 
 
 def _equal(a, b) -> bool:
@@ -107,6 +120,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         loading, loading_rows = [], []
         moving, moving_rows = [], []
+        padding, padding_rows = [], []
         for name, ds in datasets(Path(tmp), images).items():
             graphs = [ds[i] for i in range(len(ds))]  # materialised once, as a loader's dataset holds them
             for size in batch_sizes:
@@ -146,6 +160,16 @@ def main(argv=None):
                     f"(x{entry['speedup_mean']:.1f}), equal: {rows[-1][-1]}",
                     flush=True,
                 )
+                if "questions" in name:
+                    padding.append(_padding(name, collate_graphs(chunk), size, min_time))
+                    padding_rows.append(
+                        [
+                            name,
+                            size,
+                            *padding[-1]["ms_per_batch"].values(),
+                            "yes" if padding[-1]["equal_gradients"] else "NO",
+                        ]
+                    )
                 moving.append(_moving(name, collate_graphs(chunk), size, min_time))
                 moving_rows.append([name, size, *moving[-1]["ms_per_batch"].values()])
                 loading.append(_loading(name, ds, size, min_time))
@@ -176,16 +200,25 @@ def main(argv=None):
         "equal batches",
     ]
     moving_header = ["graphs", "batch", "PyG .to ms/batch", "to_device ms/batch"]
+    padding_header = [
+        "graphs",
+        "batch",
+        "to_dense_batch + mask ms/pass",
+        "dense_layout ms/pass",
+        "equal gradients",
+    ]
     payload = {
         "quick": args.quick,
         "images": images,
         "results": results,
         "loading": loading,
         "moving": moving,
+        "padding": padding,
         "wall_seconds": time.perf_counter() - t0,
     }
     loading_table = markdown_table(loading_header, loading_rows)
     moving_table = markdown_table(moving_header, moving_rows)
+    padding_table = markdown_table(padding_header, padding_rows)
     write_results(
         "collation",
         payload,
@@ -193,9 +226,12 @@ def main(argv=None):
         rows,
         args.out,
         tail=f"\n## From indices to a batch (data set to loader)\n\n{loading_table}"
-        f"\n\n## A CPU batch to the CPU (the trainer's move)\n\n{moving_table}",
+        f"\n\n## A CPU batch to the CPU (the trainer's move)\n\n{moving_table}"
+        "\n\n## Padding for the dense attention (one forward and backward pass of the synthetic VQA "
+        f"model: 16 paddings, 8 unpaddings, hidden 64)\n\n{padding_table}",
     )
-    return 0 if all(e["equal_batches"] for e in results + loading) else 1
+    ok = all(e["equal_batches"] for e in results + loading) and all(e["equal_gradients"] for e in padding)
+    return 0 if ok else 1
 
 
 def _loading(name: str, ds, size: int, min_time: float):
@@ -227,6 +263,49 @@ def _moving(name: str, batch: Batch, size: int, min_time: float):
         "to_device": rate(lambda: to_device(batch, cpu), size, min_time=min_time),
     }
     return _per_batch("moving", name, size, timed)
+
+
+# One block of the synthetic VQA model: cross attention both ways and the pointer channel pad the
+# region rows 4 times and the token rows 4 times, and unpad each twice (mmgraph.nn.FusionBlock).
+PADS_PER_BLOCK, UNPADS_PER_BLOCK, BLOCKS = 4, 2, 2
+
+
+def _padding(name: str, batch: Batch, size: int, min_time: float, hidden: int = 64):
+    """Milliseconds per forward and backward pass of the model's padding work on ``batch``: PyG's
+    ``to_dense_batch`` on every call with boolean-mask unpadding, against one ``DenseLayout`` per
+    batch vector and pass (worked out inside the timed pass, as the model does per batch)."""
+    num_graphs = batch.num_graphs
+    vectors = [batch[REGION].batch, batch[TOKEN].batch]
+    rows = [torch.randn(v.numel(), hidden, requires_grad=True) for v in vectors]
+
+    def one_pass(pad_fns):
+        # pad(x) -> (padded, what unpad needs); unpad(padded, that) -> rows.
+        total, fns = 0.0, pad_fns()  # once per pass: the model lays each batch vector out once
+        for _ in range(BLOCKS):
+            for x, (pad, unpad) in zip(rows, fns):
+                padded = [pad(x) for _ in range(PADS_PER_BLOCK)]
+                total = total + sum(p.sum() for p, _ in padded[UNPADS_PER_BLOCK:])
+                total = total + sum(unpad(p * 2, m).square().sum() for p, m in padded[:UNPADS_PER_BLOCK])
+        return torch.autograd.grad(total, rows)
+
+    def pyg():
+        return [
+            (lambda x, v=vector: to_dense_batch(x, v, batch_size=num_graphs), lambda p, mask: p[mask])
+            for vector in vectors
+        ]
+
+    def layout():
+        layouts = [DenseLayout(vector, num_graphs) for vector in vectors]
+        return [
+            (lambda x, lay=lay: (lay.pad(x), None), lambda p, _, lay=lay: lay.unpad(p)) for lay in layouts
+        ]
+
+    equal = all(torch.allclose(a, b) for a, b in zip(one_pass(pyg), one_pass(layout)))
+    timed = {
+        "to_dense_batch": rate(lambda: one_pass(pyg), size, min_time=min_time),
+        "dense_layout": rate(lambda: one_pass(layout), size, min_time=min_time),
+    }
+    return _per_batch("padding", name, size, timed, equal_gradients=equal)
 
 
 def _per_batch(what: str, name: str, size: int, timed: dict, **extra):
