@@ -111,13 +111,14 @@ class RelationGATConv(MessagePassing):
             through this many bases (see above); ``None`` shares one matrix.
             (default: :obj:`None`)
         memory_efficient (bool, optional): Compute the geometry term of the
-            logits in chunks of edges under activation checkpointing (where
-            the edges span more than one chunk of
-            :data:`~mmgraph.nn.scatter.EDGE_CHUNK_BYTES`), and sum
+            logits in chunks of edges under activation checkpointing, and sum
             the messages without materialising them (see
             :meth:`aggregate_fused`), so that per edge only ``[E, heads]``
             values are kept for backward instead of ``[E, heads, F_out]``
-            ones. It computes the same numbers as :meth:`propagate` with
+            ones; edges that fit in one chunk of
+            :data:`~mmgraph.nn.scatter.EDGE_CHUNK_BYTES` keep their geometry's
+            hidden layer (at most that many bytes) rather than recompute it.
+            It computes the same numbers as :meth:`propagate` with
             :meth:`message`, which still runs where PyG needs it: explain
             mode, message/aggregate hooks, another ``aggr`` or ``flow``.
             (default: :obj:`True`)
