@@ -266,11 +266,7 @@ class CrossModalAttention(_AttentionProjections):
             v_pad = v_pad.view(G, Tk, H, D).transpose(1, 2)  # [G, H, Tk, D]
             # A graph without source nodes: let its queries see one zero-padded key, whose
             # value is 0, so the output is 0 (as in the sparse path) and never NaN.
-            k_mask = lk.mask
-            if lk.empty:
-                k_mask = k_mask.clone()
-                k_mask[:, 0] |= ~k_mask.any(dim=1)
-            attn_mask = k_mask.view(G, 1, 1, Tk)  # True = attend
+            attn_mask = lk.key_mask(open_empty=True).view(G, 1, 1, Tk)  # True = attend
             out = F.scaled_dot_product_attention(
                 q_pad, k_pad, v_pad, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
             )  # [G, H, Tq, D]

@@ -14,7 +14,7 @@ padding is then one gather (:meth:`DenseLayout.pad`, about 25 us) and unpadding 
 from __future__ import annotations
 
 import weakref
-from typing import Dict, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 from torch import Tensor
@@ -58,7 +58,7 @@ class DenseLayout:
         self.num_graphs = num_graphs
         self.size = size
         self.empty = bool((counts == 0).any()) if num_graphs else False
-        self._memo: Dict[Tuple, Tensor] = {}
+        self._memo: Dict[Any, Any] = {}  # per-layout constants: biases, masks, pair indices
 
     @property
     def num_nodes(self) -> int:
@@ -78,17 +78,26 @@ class DenseLayout:
         """``[G, T, ...]`` -> the ``[N, ...]`` rows of the nodes, in the batch's order (differentiable)."""
         return x.reshape((self.num_graphs * self.size,) + x.shape[2:]).index_select(0, self.index)
 
+    def key_mask(self, open_empty: bool = False) -> Tensor:
+        """The slots that attention may read as keys, ``[G, T]``: :attr:`mask`, and with
+        ``open_empty`` also the first slot of a graph without nodes (a zero key whose value is
+        zero), so that its queries get 0 rather than NaN."""
+        if not (open_empty and self.empty and self.size):
+            return self.mask
+        mask = self._memo.get("open_empty")
+        if mask is None:
+            mask = self.mask.clone()
+            mask[:, 0] |= ~mask.any(dim=1)
+            self._memo["open_empty"] = mask
+        return mask
+
     def padding_bias(self, heads: int, dtype: torch.dtype, open_empty: bool = False) -> Tensor:
-        """Additive attention bias over the slots as keys, ``[G * heads, T, 1]``: 0 at nodes,
-        ``-inf`` at padding. With ``open_empty`` a graph without nodes keeps its first slot open
-        (a zero key whose value is zero), so that its queries get 0 rather than NaN."""
+        """Additive attention bias over the slots as keys, ``[G * heads, T, 1]``: 0 at the slots
+        of :meth:`key_mask`, ``-inf`` elsewhere."""
         key = ("bias", heads, dtype, open_empty)
         bias = self._memo.get(key)
         if bias is None:
-            mask = self.mask
-            if open_empty and self.empty and self.size:
-                mask = mask.clone()
-                mask[:, 0] |= ~mask.any(dim=1)
+            mask = self.key_mask(open_empty)
             G, T = mask.shape
             bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
             bias = bias.view(G, 1, T, 1).expand(G, heads, T, 1).reshape(G * heads, T, 1)

@@ -22,6 +22,14 @@ def test_pad_and_mask_equal_to_dense_batch_and_unpad_inverts(counts):
     assert torch.equal(layout.mask, mask)
     assert layout.size == max(counts) and layout.empty == (0 in counts)
     assert torch.equal(layout.unpad(padded), x)
+    # As keys: a graph without nodes keeps its first slot open (when there are slots at all).
+    opened = mask.clone()
+    if layout.size:
+        opened[:, 0] |= ~mask.any(dim=1)
+    assert torch.equal(layout.key_mask(open_empty=True), opened)
+    assert torch.equal(layout.key_mask(), mask)
+    bias = layout.padding_bias(2, torch.float32, open_empty=True).view(len(counts), 2, layout.size)
+    assert torch.equal(bias == 0, opened.unsqueeze(1).expand_as(bias))
     # Gradients flow through both: d/dx of sum(unpad(pad(x)) * w) is w.
     weight = torch.randn_like(x)
     (grad,) = torch.autograd.grad((layout.unpad(layout.pad(x)) * weight).sum(), x)
