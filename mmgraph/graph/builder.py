@@ -107,6 +107,12 @@ class GraphBuilder(BaseTransform):
             ``"complete"`` (``"knn"`` and ``"complete"`` exclude each other).
             (default: ``("spatial",)``)
         knn_k (int): neighbours for ``"knn"``. (default: ``8``)
+        spatial_max_distance (float, optional): the ``"spatial"`` graph's
+            direction classes need the two centres less than this fraction of
+            the image diagonal apart (ReGAT's cut-off); :obj:`None`: every pair
+            of regions gets its class, as relations such as "left of" need
+            (see :func:`~mmgraph.graph.spatial.spatial_relations_batch`).
+            (default: ``0.5``)
         self_loops (bool): add region self-loops (spatial class 12).
             (default: :obj:`False`)
         geometry (bool): store relative box geometry as ``edge_attr`` on
@@ -136,6 +142,7 @@ class GraphBuilder(BaseTransform):
         parser: Union[str, Any] = "spacy",
         region_edges: Sequence[str] = ("spatial",),
         knn_k: int = 8,
+        spatial_max_distance: Optional[float] = 0.5,
         self_loops: bool = False,
         geometry: bool = True,
         reverse_dep: bool = False,
@@ -157,10 +164,16 @@ class GraphBuilder(BaseTransform):
             raise InputError(f"unknown cross mode {cross!r}; choose from {list(cross_edges.CROSS_MODES)}")
         if max_tokens < 1 or knn_k < 1 or cross_k < 1:
             raise InputError("max_tokens, knn_k and cross_k must be >= 1")
+        if spatial_max_distance is not None and not spatial_max_distance > 0:
+            raise InputError(
+                "spatial_max_distance must be a positive fraction of the image diagonal, or None for no "
+                f"cut-off; got {spatial_max_distance!r}"
+            )
         self.vocab = vocab
         self.parser = make_parser(parser)
         self.region_edges = tuple(region_edges)
         self.knn_k = knn_k
+        self.spatial_max_distance = spatial_max_distance
         self.self_loops = self_loops
         self.geometry = geometry
         self.reverse_dep = reverse_dep
@@ -178,6 +191,7 @@ class GraphBuilder(BaseTransform):
             "parser": self._parser_name(),
             "region_edges": list(self.region_edges),
             "knn_k": self.knn_k,
+            "spatial_max_distance": self.spatial_max_distance,
             "self_loops": self.self_loops,
             "geometry": self.geometry,
             "reverse_dep": self.reverse_dep,
@@ -273,7 +287,9 @@ class GraphBuilder(BaseTransform):
         batches = {}
         if "spatial" in self.region_edges:
             image_sizes = [r.image_size for r in regions]
-            batches[SPATIAL_EDGE] = spatial_relations_batch(boxes, image_sizes, self_loops=self.self_loops)
+            batches[SPATIAL_EDGE] = spatial_relations_batch(
+                boxes, image_sizes, self_loops=self.self_loops, max_distance=self.spatial_max_distance
+            )
         if "knn" in self.region_edges:
             batches[IMPLICIT_EDGE] = knn_edges_batch(boxes, self.knn_k, self_loops=self.self_loops)
         elif "complete" in self.region_edges:

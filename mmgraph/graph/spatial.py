@@ -11,7 +11,7 @@ Question Answering" <https://arxiv.org/abs/1903.12314>`_ (Li et al., ICCV
 3     :math:`\mathrm{IoU}(i, j) \geq 0.5`
 4-11  :math:`3 + \lceil \theta / 45^\circ \rceil`, the direction of :math:`i`
       seen from :math:`j`, when the centres are less than half the image
-      diagonal apart; no edge otherwise
+      diagonal apart (ReGAT's cut-off; ``max_distance`` sets it); no edge otherwise
 12    self-loop (:data:`~mmgraph.typing.SPATIAL_SELF`), only when asked for
 ====  ==========================================================================
 
@@ -170,7 +170,15 @@ def _direction_sector(dx: Tensor, dy: Tensor) -> Tensor:
     return (lower.view(torch.uint8) << 2) | (left.view(torch.uint8) << 1) | steep.view(torch.uint8)
 
 
-def _spatial_labels(boxes: Tensor, mask: Tensor, image_wh: Tensor) -> Tensor:
+def _check_max_distance(max_distance: Optional[float]) -> None:
+    if max_distance is not None and not max_distance > 0:
+        raise InputError(
+            f"max_distance must be a positive fraction of the image diagonal or None (no cut-off), got "
+            f"{max_distance!r}"
+        )
+
+
+def _spatial_labels(boxes: Tensor, mask: Tensor, image_wh: Tensor, max_distance: Optional[float]) -> Tensor:
     r"""Dense labels ``[B, R, R]`` (``uint8``), entry ``[b, j, i]`` =
     :math:`\mathrm{label}(i, j)` of graph ``b``; 0 = no edge (also on the
     diagonal and for padded regions)."""
@@ -193,12 +201,11 @@ def _spatial_labels(boxes: Tensor, mask: Tensor, image_wh: Tensor) -> Tensor:
 
     cx, cy = (x1 + x2) * 0.5, (y1 + y2) * 0.5
     dx, dy = tgt(cx) - src(cx), tgt(cy) - src(cy)  # c_i - c_j, [B, R, R]
-    max_dist2 = (image_wh * image_wh).sum(-1) * 0.25  # (half the diagonal)^2, [B]
-    far = (dx * dx).add_(dy * dy) >= max_dist2[:, None, None]
     same_center = (dx == 0) & (dy == 0)
-
     label = _direction_sector(dx, dy).add_(SPATIAL_DIRECTION_FIRST)
-    label.masked_fill_(far, 0)
+    if max_distance is not None:
+        max_dist2 = (image_wh * image_wh).sum(-1) * (max_distance * max_distance)  # [B]
+        label.masked_fill_((dx * dx).add_(dy * dy) >= max_dist2[:, None, None], 0)
     label.masked_fill_(overlap | same_center, SPATIAL_OVERLAP)
     label.masked_fill_(inside.transpose(1, 2), SPATIAL_COVER)  # j covers i  <=>  i inside j
     label.masked_fill_(inside, SPATIAL_INSIDE)
@@ -212,6 +219,7 @@ def spatial_relations_batch(
     image_sizes: SizesLike,
     mask: OptTensor = None,
     self_loops: bool = False,
+    max_distance: Optional[float] = 0.5,
 ) -> EdgeBatch:
     r"""The ReGAT spatial graph (see the module docstring) of every image of a
     batch at once, fully vectorised over images and pairs.
@@ -242,8 +250,12 @@ def spatial_relations_batch(
     pair gets class 3 in both directions.
 
     **Distance cut-off.** A direction edge needs
-    :math:`\lVert c_i - c_j \rVert < \tfrac12 \sqrt{W^2 + H^2}` (compared
-    squared). Classes 1-3 need no cut-off.
+    :math:`\lVert c_i - c_j \rVert < d \sqrt{W^2 + H^2}` (compared
+    squared), :math:`d` = ``max_distance``, ReGAT's :math:`\tfrac12` by
+    default. Classes 1-3 need no cut-off. With ``max_distance=None`` every
+    pair gets an edge (the graph is complete): "left of" in CLEVR-style
+    questions holds between objects at any distance, which the cut-off
+    leaves without an edge.
 
     IoU uses continuous coordinates (the reference code adds one pixel to
     widths and heights). Arithmetic is done in the dtype of ``boxes``;
@@ -261,6 +273,8 @@ def spatial_relations_batch(
             (default: :obj:`None`, all real)
         self_loops (bool, optional): add an edge :math:`(i, i)` of class 12
             per region. (default: :obj:`False`)
+        max_distance (float, optional): the direction classes' cut-off, a
+            fraction of the image diagonal; :obj:`None`: none. (default: ``0.5``)
 
     Returns:
         :class:`EdgeBatch`: ``edge_index`` with PyG batch offsets, ``edge_type``
@@ -271,6 +285,7 @@ def spatial_relations_batch(
         - **input:** boxes :math:`(B, R_{max}, 4)`, image_sizes :math:`(B, 2)`
         - **output:** edge_index :math:`(2, E)`, edge_type :math:`(E)`
     """
+    _check_max_distance(max_distance)
     boxes, mask = _batch_inputs(boxes, mask)
     if not boxes.is_floating_point():
         boxes = boxes.float()
@@ -280,7 +295,7 @@ def spatial_relations_batch(
     chunk = _chunk_size(boxes.size(1))
     label = torch.cat(
         [
-            _spatial_labels(boxes[s : s + chunk], mask[s : s + chunk], image_wh[s : s + chunk])
+            _spatial_labels(boxes[s : s + chunk], mask[s : s + chunk], image_wh[s : s + chunk], max_distance)
             for s in range(0, boxes.size(0), chunk)
         ]
     )  # [B, R(j), R(i)]
@@ -290,7 +305,7 @@ def spatial_relations_batch(
 
 
 def spatial_relations(
-    boxes: Tensor, image_size: ImageSize, self_loops: bool = False
+    boxes: Tensor, image_size: ImageSize, self_loops: bool = False, max_distance: Optional[float] = 0.5
 ) -> Tuple[Tensor, Tensor]:
     r"""The ReGAT spatial graph of one image; the rules and conventions are
     those of :func:`spatial_relations_batch`, which this calls with a batch of
@@ -300,15 +315,19 @@ def spatial_relations(
         boxes (torch.Tensor): ``[R, 4]`` pixel ``xyxy`` boxes.
         image_size ((float, float)): ``(width, height)``.
         self_loops (bool, optional): add self-loops of class 12. (default: :obj:`False`)
+        max_distance (float, optional): the direction classes' cut-off, a
+            fraction of the image diagonal; :obj:`None`: none. (default: ``0.5``)
 
     Returns:
         ``(edge_index [2, E], edge_type [E])``, sorted by source, then target.
     """
-    out = spatial_relations_batch(boxes[None], [tuple(image_size)], self_loops=self_loops)
+    out = spatial_relations_batch(
+        boxes[None], [tuple(image_size)], self_loops=self_loops, max_distance=max_distance
+    )
     return out.edge_index, out.edge_type
 
 
-def _pair_label_reference(bi: List[float], bj: List[float], max_dist2: float) -> int:
+def _pair_label_reference(bi: List[float], bj: List[float], max_dist2: Optional[float]) -> int:
     """label(i, j) of one pair by the rules, written out for reading."""
     if bi[0] < bj[0] and bi[1] < bj[1] and bi[2] > bj[2] and bi[3] > bj[3]:
         return SPATIAL_INSIDE
@@ -325,7 +344,7 @@ def _pair_label_reference(bi: List[float], bj: List[float], max_dist2: float) ->
     dy = (bi[1] + bi[3]) * 0.5 - (bj[1] + bj[3]) * 0.5
     if dx == 0 and dy == 0:
         return SPATIAL_OVERLAP
-    if dx * dx + dy * dy >= max_dist2:
+    if max_dist2 is not None and dx * dx + dy * dy >= max_dist2:
         return 0
     # Sector k of theta = atan2(dy, dx) in (45(k-1), 45k] degrees, theta = 0 as 360.
     if dy > 0:
@@ -347,7 +366,10 @@ def _pair_label_reference(bi: List[float], bj: List[float], max_dist2: float) ->
 
 
 def spatial_relations_reference(
-    boxes: Union[Tensor, Sequence[Sequence[float]]], image_size: ImageSize, self_loops: bool = False
+    boxes: Union[Tensor, Sequence[Sequence[float]]],
+    image_size: ImageSize,
+    self_loops: bool = False,
+    max_distance: Optional[float] = 0.5,
 ) -> Tuple[Tensor, Tensor]:
     r"""A readable per-pair implementation of :func:`spatial_relations`: the
     same rules, the same edge order, computed in Python ``float`` (float64).
@@ -355,7 +377,8 @@ def spatial_relations_reference(
     baseline. Returns ``(edge_index [2, E], edge_type [E])``."""
     rows = boxes.tolist() if isinstance(boxes, Tensor) else [list(map(float, b)) for b in boxes]
     width, height = float(image_size[0]), float(image_size[1])
-    max_dist2 = (width * width + height * height) * 0.25
+    _check_max_distance(max_distance)
+    max_dist2 = None if max_distance is None else (width * width + height * height) * max_distance**2
     edges = []
     for j, bj in enumerate(rows):
         for i, bi in enumerate(rows):

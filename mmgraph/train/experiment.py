@@ -58,6 +58,9 @@ class DataConfig:
     # pixel grid (the spatial graph links nearly every pair of 64 cells: ~4,000 edges a question).
     region_edges: Optional[Tuple[str, ...]] = None
     knn_k: int = 8  # neighbours for knn region edges
+    # The spatial graph's cut-off (fraction of the image diagonal; ReGAT's 0.5); None: every pair gets its
+    # direction class (CLEVR-style "left of" holds at any distance).
+    spatial_max_distance: Optional[float] = 0.5
     cross: Literal["complete", "topk", "grounded"] = "complete"  # cross-modal edges
     reverse_dep: bool = True  # also dependent -> head edges
     # Also store the data's word-region grounding (GROUNDING_EDGE), for align_weight (synthetic data).
@@ -108,6 +111,7 @@ def make_builder(cfg: DataConfig) -> GraphBuilder:
         parser=cfg.parser,
         region_edges=region_edges_of(cfg),
         knn_k=cfg.knn_k,
+        spatial_max_distance=cfg.spatial_max_distance,
         cross=cfg.cross,
         reverse_dep=cfg.reverse_dep,
         max_tokens=cfg.max_tokens,

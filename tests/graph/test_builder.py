@@ -220,6 +220,8 @@ def test_bad_input_errors(seq_builder):
         GraphBuilder(parser="sequential", region_edges=("knn", "complete"))
     with pytest.raises(InputError, match="unknown cross mode"):
         GraphBuilder(parser="sequential", cross="all")
+    with pytest.raises(InputError, match="spatial_max_distance"):
+        GraphBuilder(parser="sequential", spatial_max_distance=0)
     with pytest.raises(InputError, match="takes Sample objects"):
         seq_builder("not a sample")
 
@@ -245,6 +247,21 @@ def test_build_many_in_chunks_equals_one_by_one(seq_builder, monkeypatch):
             assert torch.equal(many[et].edge_index, one[et].edge_index)
             if "edge_attr" in one[et]:
                 assert torch.equal(many[et].edge_attr, one[et].edge_attr)
+
+
+def test_spatial_max_distance_reaches_the_spatial_edges():
+    # Regions spread over the whole image: some pairs lie beyond ReGAT's half-diagonal cut-off.
+    regions = random_regions(8, seed=4)  # 16 of its 56 ordered pairs lie beyond the cut-off
+    text = TEXTS[0]
+    graphs = {}
+    for cut in (0.5, None):
+        b = GraphBuilder(parser="sequential", spatial_max_distance=cut)
+        b.fit_vocab([text])
+        assert b.config["spatial_max_distance"] == cut
+        graphs[cut] = b(Sample(regions, text, "s"))[SPATIAL_EDGE]
+    assert graphs[None].edge_index.size(1) == 8 * 7
+    assert graphs[0.5].edge_index.size(1) == 8 * 7 - 16
+    assert graphs[None].edge_attr.shape == (8 * 7, GEOMETRY_DIM)
 
 
 def test_grounding_edges_are_stored_apart_from_the_cross_edges():

@@ -287,6 +287,49 @@ def test_batch_input_errors():
         spatial_relations_batch(torch.zeros(2, 3, 4), [(60, 60)] * 2, mask=torch.ones(2, 2, dtype=torch.bool))
 
 
+@pytest.mark.parametrize("max_distance", [None, 0.25, 0.5, 2.0])
+def test_max_distance_sets_the_cut_off(max_distance):
+    boxes = _random_image_list(5, [7, 1, 6])
+    sizes = [(60.0, 60.0), (60.0, 60.0), (40.0, 80.0)]
+    out = spatial_relations_batch(boxes, sizes, max_distance=max_distance)
+    for b, (index, types) in enumerate(out.split()):
+        ref_index, ref_type = spatial_relations_reference(boxes[b], sizes[b], max_distance=max_distance)
+        assert torch.equal(index, ref_index) and torch.equal(types, ref_type)
+        centres = (boxes[b][:, :2] + boxes[b][:, 2:]) / 2
+        gap = (centres[index[1]] - centres[index[0]]).norm(dim=1)
+        direction = types >= SPATIAL_DIRECTION_FIRST
+        if max_distance is not None:
+            diagonal = math.hypot(*sizes[b])
+            assert (gap[direction] < max_distance * diagonal).all()
+        n = boxes[b].size(0)
+        if max_distance is None or max_distance >= 2.0:  # no pair is that far apart: every ordered pair
+            assert index.size(1) == n * (n - 1)
+    default = spatial_relations_batch(boxes, sizes)
+    half = spatial_relations_batch(boxes, sizes, max_distance=0.5)
+    assert torch.equal(default.edge_index, half.edge_index) and torch.equal(default.edge_type, half.edge_type)
+
+
+def test_max_distance_drops_only_far_direction_edges():
+    # Two small boxes in opposite corners of a 100 x 100 image (centres 84.9 apart, the half diagonal is
+    # 70.7): no edge by default, both directions without the cut-off.
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [90.0, 90.0, 100.0, 100.0]])
+    assert spatial_relations(boxes, (100.0, 100.0))[0].size(1) == 0
+    index, types = spatial_relations(boxes, (100.0, 100.0), max_distance=None)
+    assert index.tolist() == [[0, 1], [1, 0]]
+    assert all(
+        SPATIAL_DIRECTION_FIRST <= c < SPATIAL_DIRECTION_FIRST + NUM_DIRECTIONS for c in types.tolist()
+    )
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, float("nan")])
+def test_max_distance_must_be_positive(bad):
+    boxes = _random_image_list(0, [3])
+    with pytest.raises(InputError, match="max_distance"):
+        spatial_relations_batch(boxes, [(60.0, 60.0)], max_distance=bad)
+    with pytest.raises(InputError, match="max_distance"):
+        spatial_relations_reference(boxes[0], (60.0, 60.0), max_distance=bad)
+
+
 # ---------------------------------------------------------------- knn / complete
 
 

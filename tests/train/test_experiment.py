@@ -41,6 +41,8 @@ def test_region_edges_default_to_knn_for_pixel_grids_only():
     assert region_edges_of(DataConfig(regions="segments")) == ("spatial",)
     assert region_edges_of(DataConfig(regions="pixels", region_edges=("spatial",))) == ("spatial",)
     assert make_builder(DataConfig(regions="pixels")).region_edges == ("knn",)
+    assert make_builder(DataConfig()).spatial_max_distance == 0.5
+    assert make_builder(DataConfig(spatial_max_distance=None)).config["spatial_max_distance"] is None
     # The data sets' own default builders agree (without building any data).
     pixels = SyntheticVQA.__new__(SyntheticVQA)
     pixels.regions_mode = "pixels"
