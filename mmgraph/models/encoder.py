@@ -137,6 +137,10 @@ class MMGraphEncoderConfig:
     # With pointer: each word also reads the regions it picks, with the pointer's weights
     # (PointerAttention(readback=True)); a word the alignment loss grounds carries its object's state.
     pointer_readback: bool = False
+    # Spatial / implicit edges' geometry also carries the signed centre offset in image units
+    # (source minus target, from the normalised boxes, times SIGNED_OFFSET_SCALE): "left of" is then a
+    # linear threshold; the relative geometry keeps only the offset's size, in the target box's units.
+    signed_offset: bool = False
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -366,7 +370,8 @@ class MMGraphEncoder(nn.Module):
             if c.variant == "single_stream":
                 blocks.append(SingleStreamBlock(hidden, c.heads, dropout=c.dropout, ffn_ratio=c.ffn_ratio))
             else:
-                edge_dim = {t: GEOMETRY_DIM for t in self.num_relations if t in GEOMETRY_EDGES and c.geometry}
+                geo_dim = GEOMETRY_DIM + 2 * c.signed_offset
+                edge_dim = {t: geo_dim for t in self.num_relations if t in GEOMETRY_EDGES and c.geometry}
                 blocks.append(
                     FusionBlock(
                         hidden,
@@ -473,7 +478,10 @@ class MMGraphEncoder(nn.Module):
             if "edge_type" in store:
                 edge_type_dict[edge_type] = store.edge_type
             if "edge_attr" in store and self.config.geometry:
-                edge_attr_dict[edge_type] = store.edge_attr
+                attr = store.edge_attr
+                if self.config.signed_offset and edge_type in GEOMETRY_EDGES:
+                    attr = torch.cat([attr, _signed_offset(data[REGION].box, store.edge_index)], dim=-1)
+                edge_attr_dict[edge_type] = attr
         mode = self.config.cross
         for edge_type in CROSS_EDGE_TYPES:
             if mode == "complete":
@@ -556,6 +564,17 @@ class MMGraphEncoder(nn.Module):
             f"{self.__class__.__name__}(variant={c.variant!r}, hidden={c.hidden}, layers={c.layers}, "
             f"heads={c.heads}, relations={[t[1] for t in self.num_relations]})"
         )
+
+
+SIGNED_OFFSET_SCALE = 10.0  # the offsets' unit: a tenth of the image side
+
+
+def _signed_offset(box: Tensor, edge_index: Tensor) -> Tensor:
+    """``[E, 2]``: source centre minus target centre of each edge, normalised boxes, in tenths of the image."""
+    centre = (box[:, :2] + box[:, 2:]) * 0.5
+    return (
+        centre.index_select(0, edge_index[0]) - centre.index_select(0, edge_index[1])
+    ) * SIGNED_OFFSET_SCALE
 
 
 def grounding_target(batch: HeteroData, owner: str) -> Tensor:

@@ -220,6 +220,31 @@ def test_box_frequencies_option_widens_the_box_embedding(dataset, batch):
         _model(dataset, box_frequencies=-2)
 
 
+def test_signed_offset_extends_the_edge_geometry(dataset, batch):
+    from mmgraph.models.encoder import SIGNED_OFFSET_SCALE
+    from mmgraph.typing import GEOMETRY_DIM, SPATIAL_EDGE
+
+    model = _model(dataset, signed_offset=True, intra_gate=False)  # no zero gate: the edges get gradients
+    conv = model.encoder.blocks[0].convs["region__spatial__region"]
+    assert conv.lin_edge.in_channels == GEOMETRY_DIM + 2
+    _, _, attrs = model.encoder.edge_dicts(batch, batch.collect("batch"))
+    attr, edge_index = attrs[SPATIAL_EDGE], batch[SPATIAL_EDGE].edge_index
+    torch.testing.assert_close(attr[:, :GEOMETRY_DIM], batch[SPATIAL_EDGE].edge_attr)
+    box = batch[REGION].box
+    src, dst = edge_index
+    # Source centre minus target centre, in tenths of the image: left of the target is negative x.
+    expected = ((box[src, 0] + box[src, 2]) - (box[dst, 0] + box[dst, 2])) * 0.5 * SIGNED_OFFSET_SCALE
+    torch.testing.assert_close(attr[:, GEOMETRY_DIM], expected)
+    assert attr[:, GEOMETRY_DIM:].abs().max() <= SIGNED_OFFSET_SCALE  # boxes lie in the unit square
+    loss, _ = model.loss(batch)
+    loss.backward()
+    assert conv.lin_edge.weight.grad[:, GEOMETRY_DIM:].abs().sum() > 0
+    assert (
+        _model(dataset).encoder.blocks[0].convs["region__spatial__region"].lin_edge.in_channels
+        == GEOMETRY_DIM
+    )
+
+
 def test_question_conditioned_gate_and_geometry_options(dataset, batch):
     model = _model(dataset, cond_gate=True, cond_geometry=True)
     block = model.encoder.blocks[0]
