@@ -25,6 +25,7 @@ from mmgraph.graph import cross as cross_edges
 from mmgraph.graph.boxes import box_geometry, normalize_boxes
 from mmgraph.graph.regions import Regions
 from mmgraph.graph.spatial import (
+    check_max_distance,
     complete_edges_batch,
     knn_edges_batch,
     spatial_relations_batch,
@@ -164,11 +165,7 @@ class GraphBuilder(BaseTransform):
             raise InputError(f"unknown cross mode {cross!r}; choose from {list(cross_edges.CROSS_MODES)}")
         if max_tokens < 1 or knn_k < 1 or cross_k < 1:
             raise InputError("max_tokens, knn_k and cross_k must be >= 1")
-        if spatial_max_distance is not None and not spatial_max_distance > 0:
-            raise InputError(
-                "spatial_max_distance must be a positive fraction of the image diagonal, or None for no "
-                f"cut-off; got {spatial_max_distance!r}"
-            )
+        check_max_distance(spatial_max_distance, "spatial_max_distance")
         self.vocab = vocab
         self.parser = make_parser(parser)
         self.region_edges = tuple(region_edges)

@@ -170,11 +170,11 @@ def _direction_sector(dx: Tensor, dy: Tensor) -> Tensor:
     return (lower.view(torch.uint8) << 2) | (left.view(torch.uint8) << 1) | steep.view(torch.uint8)
 
 
-def _check_max_distance(max_distance: Optional[float]) -> None:
+def check_max_distance(max_distance: Optional[float], name: str = "max_distance") -> None:
+    """Raises :class:`~mmgraph.errors.InputError` unless ``max_distance`` is positive or :obj:`None`."""
     if max_distance is not None and not max_distance > 0:
         raise InputError(
-            f"max_distance must be a positive fraction of the image diagonal or None (no cut-off), got "
-            f"{max_distance!r}"
+            f"{name} must be a positive fraction of the image diagonal or None (no cut-off), got {max_distance!r}"
         )
 
 
@@ -285,7 +285,7 @@ def spatial_relations_batch(
         - **input:** boxes :math:`(B, R_{max}, 4)`, image_sizes :math:`(B, 2)`
         - **output:** edge_index :math:`(2, E)`, edge_type :math:`(E)`
     """
-    _check_max_distance(max_distance)
+    check_max_distance(max_distance)
     boxes, mask = _batch_inputs(boxes, mask)
     if not boxes.is_floating_point():
         boxes = boxes.float()
@@ -377,7 +377,7 @@ def spatial_relations_reference(
     baseline. Returns ``(edge_index [2, E], edge_type [E])``."""
     rows = boxes.tolist() if isinstance(boxes, Tensor) else [list(map(float, b)) for b in boxes]
     width, height = float(image_size[0]), float(image_size[1])
-    _check_max_distance(max_distance)
+    check_max_distance(max_distance)
     max_dist2 = None if max_distance is None else (width * width + height * height) * max_distance**2
     edges = []
     for j, bj in enumerate(rows):
