@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, HeteroData
 
 from mmgraph.errors import ConfigError, InputError
+from mmgraph.graph.boxes import box_centers
 from mmgraph.nn import (
     AttentionPooling,
     FusionBlock,
@@ -571,7 +572,7 @@ SIGNED_OFFSET_SCALE = 10.0  # the offsets' unit: a tenth of the image side
 
 def _signed_offset(box: Tensor, edge_index: Tensor) -> Tensor:
     """``[E, 2]``: source centre minus target centre of each edge, normalised boxes, in tenths of the image."""
-    centre = (box[:, :2] + box[:, 2:]) * 0.5
+    centre = box_centers(box)
     return (
         centre.index_select(0, edge_index[0]) - centre.index_select(0, edge_index[1])
     ) * SIGNED_OFFSET_SCALE
