@@ -243,10 +243,15 @@ With ``--seeds N`` every row is the mean of N runs (initial weights and data
 order; the same data) with its lowest and highest overall accuracy, and a
 table gives each seed's; ``--models`` keeps the named rows only. Such a run
 writes ``vqa_synthetic_seeds.{json,md}`` (``--name``), not the full table.
+``--render benchmarks/results/<name>.json`` trains nothing and writes that
+file's markdown again (after a change to how the tables read). Percentages
+show one decimal, more where one would round a figure up onto a target
+(94.95, not 95.0).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -403,7 +408,15 @@ def _ours(result: Dict) -> bool:
 
 
 def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.1f}"
+    """A share in percent with one decimal, or more where one decimal would round it up onto a target:
+    0.9495 reads 94.95, not 95.0, so that no table seems to meet a target its figure misses."""
+    if value is None:
+        return "-"
+    for decimals in (1, 2, 3, 4):
+        text = f"{100 * value:.{decimals}f}"
+        if not any(100 * value < round(100 * t, 6) <= float(text) for t in TARGETS.values()):
+            break
+    return text
 
 
 # Figures of a row that are averaged over its seeds (with --seeds > 1).
@@ -514,7 +527,22 @@ def main(argv=None) -> Dict[str, object]:
         help="results file name (default: vqa_synthetic; vqa_synthetic_seeds with --seeds > 1 or --models, "
         "so that a partial run does not replace the full table)",
     )
+    ap.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="train nothing: write the markdown tables again from the results file an earlier run wrote "
+        "(its command and machine kept), e.g. after a change to how the tables read",
+    )
     args = ap.parse_args(argv)
+    if args.render is not None:
+        try:
+            payload = json.loads(args.render.read_text())
+            name = args.name or payload["benchmark"]
+        except (OSError, ValueError, KeyError) as e:
+            ap.error(f"--render {args.render}: not a results file this script wrote ({e!r})")
+        return render(name, payload, args.out)
     if args.seeds < 1:
         ap.error(f"--seeds must be >= 1, got {args.seeds}")
     unknown = sorted(set(args.models or ()) - set(ROW_NAMES))
@@ -544,32 +572,6 @@ def main(argv=None) -> Dict[str, object]:
     wall = time.perf_counter() - t0
     results = runs if args.seeds == 1 else aggregate(runs)
 
-    families = list(FAMILIES)
-    header = ["model", "regions", "params", "steps", "epochs", "train s", "samples/s", "infer ms/sample"]
-    header += ["peak MiB", "overall %"]
-    if args.seeds > 1:
-        header += ["lowest %", "highest %"]
-    header += [f"{f} %" for f in families]
-    header += ["grounding %"]
-    rows = []
-    for r in results:
-        if "error" in r:
-            rows.append([_name(r), r["group"], "error: " + r["error"]] + [""] * (len(header) - 3))
-            continue
-        test = r["test"]
-        rows.append(
-            [_name(r), _regions(r), f"{r['parameters']:,}", r["steps"], round(r["epochs"], 2)]
-            + [round(r["train_seconds"], 1), round(r["train_samples_per_s"], 1)]
-            + [round(r["inference_ms_per_sample"], 3), round(r["train_peak_mib"], 1), _pct(test["accuracy"])]
-            + (
-                [_pct(min(r["seed_accuracy"].values())), _pct(max(r["seed_accuracy"].values()))]
-                if args.seeds > 1
-                else []
-            )
-            + [_pct(test.get(f"accuracy/{f}")) for f in families]
-            + [_pct(test.get("grounding"))]
-        )
-    summary = summarise(results, args.modes)
     payload = {
         "quick": args.quick,
         "settings": {
@@ -590,26 +592,61 @@ def main(argv=None) -> Dict[str, object]:
         },
         "targets": TARGETS,
         "results": results,
-        "summary": summary,
+        "summary": summarise(results, args.modes),
         "wall_seconds": wall,
     }
     if args.seeds > 1:
         payload["runs"] = runs  # every seed's own result; "results" holds their means
+    return render(name, payload, args.out)
+
+
+def render(name: str, payload: Dict, out: Path) -> Dict[str, object]:
+    """Writes ``<out>/<name>.json`` and its markdown tables from a run's payload (``main`` builds one;
+    ``--render`` reads one an earlier run wrote, which keeps that run's command and machine)."""
+    settings, results, summary = payload["settings"], payload["results"], payload["summary"]
+    seeds = settings["seeds"]
+    several = len(seeds) > 1
+    families = list(FAMILIES)
+    header = ["model", "regions", "params", "steps", "epochs", "train s", "samples/s", "infer ms/sample"]
+    header += ["peak MiB", "overall %"]
+    if several:
+        header += ["lowest %", "highest %"]
+    header += [f"{f} %" for f in families]
+    header += ["grounding %"]
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append([_name(r), r["group"], "error: " + r["error"]] + [""] * (len(header) - 3))
+            continue
+        test = r["test"]
+        rows.append(
+            [_name(r), _regions(r), f"{r['parameters']:,}", r["steps"], round(r["epochs"], 2)]
+            + [round(r["train_seconds"], 1), round(r["train_samples_per_s"], 1)]
+            + [round(r["inference_ms_per_sample"], 3), round(r["train_peak_mib"], 1), _pct(test["accuracy"])]
+            + (
+                [_pct(min(r["seed_accuracy"].values())), _pct(max(r["seed_accuracy"].values()))]
+                if several
+                else []
+            )
+            + [_pct(test.get(f"accuracy/{f}")) for f in families]
+            + [_pct(test.get("grounding"))]
+        )
+    wall = payload["wall_seconds"]
     lines = [
         "",
-        f"Every model trained for {budget:g} s of CPU time on scene graphs"
+        f"Every model trained for {settings['budget_seconds']:g} s of CPU time on scene graphs"
         + (" (and the blind one)" if any(r["group"] == "blind" for r in results) else "")
-        + (f", {sizes.pixel_budget:g} s on pixels" if "pixels" in args.modes else "")
-        + f" ({args.jobs} at once, {args.threads} thread(s) each), then its "
+        + (f", {settings['pixel_budget_seconds']:g} s on pixels" if "pixels" in settings["modes"] else "")
+        + f" ({settings['jobs']} at once, {settings['threads']} thread(s) each), then its "
         f"final weights were scored on the {results[0].get('test_size', '?')} test questions. Accuracies "
         f"in percent. Grounding: the mean share of a grounded word's pointer attention (last block) that "
         "lands on the objects its phrase names, on the test questions (GQA's grounding score; models with a "
         f"pointer channel only; none reads the grounding to answer). Whole run: {wall / 60:.1f} minutes."
         + (
-            f" Every row is the mean of {args.seeds} runs (seeds {seeds[0]}-{seeds[-1]}: initial weights and "
+            f" Every row is the mean of {len(seeds)} runs (seeds {seeds[0]}-{seeds[-1]}: initial weights and "
             "data order; the same data), with its lowest and highest overall accuracy; the targets read "
             "the means."
-            if args.seeds > 1
+            if several
             else ""
         ),
         "",
@@ -627,17 +664,16 @@ def main(argv=None) -> Dict[str, object]:
             f"{'yes' if s['ahead_of_every_baseline'] else 'no'} | {'met' if met['accuracy'] else 'not met'} | "
             f"{'met' if met['accuracy/two_hop'] else 'not met'} |"
         )
-    if args.seeds > 1:
+    if several:
         lines += ["", seed_table(results, seeds, summary)]
-    payload = write_results(
+    return write_results(
         name,
         payload,
         header,
         rows,
-        out=args.out,
+        out=out,
         tail="\n".join(lines) + "\n" + template_table(results),
     )
-    return payload
 
 
 def seed_table(results: List[Dict], seeds: Sequence[int], summary: Dict[str, object]) -> str:

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from mmgraph.datasets.synthetic_language import TEMPLATE_FAMILY
-from tests.benchmarks import BENCHMARKS, check_budget_results, run_quick
+from tests.benchmarks import BENCHMARKS, check_budget_results, load_script, run_quick
 
 pytest.importorskip("spacy")
 
@@ -146,7 +146,49 @@ def test_seeds_mode_reports_each_rows_mean_and_spread(tmp_path):
     assert "| overall % | lowest % | highest % |" in table
     assert "## Overall accuracy per seed, %" in table and "| model | regions | seed 0 | seed 1 |" in table
     low, high = (min(ours["seed_accuracy"].values()), max(ours["seed_accuracy"].values()))
-    assert f"| {100 * low:.1f} | {100 * high:.1f} |" in table
+    pct = load_script("vqa_synthetic")._pct
+    assert f"| {pct(low)} | {pct(high)} |" in table
+
+    # --render writes the same tables again from the results file, keeping its command.
+    again = tmp_path / "again"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "vqa_synthetic.py"),
+            "--render",
+            str(tmp_path / "vqa_synthetic_seeds.json"),
+        ]
+        + ["--out", str(again)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (again / "vqa_synthetic_seeds.md").read_text() == table
+    assert (again / "vqa_synthetic_seeds.json").read_text() == (
+        tmp_path / "vqa_synthetic_seeds.json"
+    ).read_text()
+
+
+def test_percent_never_rounds_onto_a_target():
+    pct = load_script("vqa_synthetic")._pct
+    assert pct(None) == "-"
+    assert pct(0.8123) == "81.2" and pct(0.95) == "95.0" and pct(0.9512) == "95.1" and pct(0.9) == "90.0"
+    # One decimal would show these as 95.0 and 90.0, meeting targets they miss.
+    assert pct(0.9495) == "94.95" and pct(0.89962) == "89.96" and pct(0.949996) == "94.9996"
+    assert pct(0.9494) == "94.9"  # rounds down: one decimal is honest
+
+
+def test_render_needs_a_results_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "vqa_synthetic.py"), "--render", str(bad), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and f"--render {bad}: not a results file" in result.stderr
 
 
 def test_models_must_be_rows_of_the_table(tmp_path):
