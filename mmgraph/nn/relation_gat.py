@@ -115,9 +115,11 @@ class RelationGATConv(MessagePassing):
             the messages without materialising them (see
             :meth:`aggregate_fused`), so that per edge only ``[E, heads]``
             values are kept for backward instead of ``[E, heads, F_out]``
-            ones; edges that fit in one chunk of
+            ones. Edges that fit in one chunk of
             :data:`~mmgraph.nn.scatter.EDGE_CHUNK_BYTES` keep their geometry's
-            hidden layer (at most that many bytes) rather than recompute it.
+            hidden layer and their messages (at most that many bytes each):
+            on so few edges recomputing and chunking cost more time than the
+            memory is worth.
             It computes the same numbers as :meth:`propagate` with
             :meth:`message`, which still runs where PyG needs it: explain
             mode, message/aggregate hooks, another ``aggr`` or ``flow``.
@@ -379,20 +381,27 @@ class RelationGATConv(MessagePassing):
     def aggregate_fused(
         self, h_src: Tensor, alpha: Tensor, edge_index: Tensor, edge_type: Tensor, num_dst: int
     ) -> Tensor:
-        r"""The sum over edges of :meth:`message`, without its ``[E, heads, F_out]`` messages.
+        r"""The sum over edges of :meth:`message`, without its ``[E, heads, F_out]`` messages
+        where those would span several chunks of edges.
 
-        The message :math:`\alpha_{ij}^{h}(\sum_b a_{rb}\mathbf{V}_b^{h}\mathbf{x}_j
+        Edges whose messages fit in one chunk of
+        :data:`~mmgraph.nn.scatter.EDGE_CHUNK_BYTES` (a batch of small scene
+        graphs: a thousand edges) get their messages computed at once and kept
+        for backward, at most that many bytes: on such small tensors the
+        chunked path's extra operations cost more time than the memory is
+        worth (as for the geometry term in :meth:`_geometry_logit`).
+
+        Beyond one chunk the message :math:`\alpha_{ij}^{h}(\sum_b a_{rb}\mathbf{V}_b^{h}\mathbf{x}_j
         + \mathbf{b}_r^{h})` splits into a weighted sum of source rows,
         :func:`~mmgraph.nn.scatter.edge_weighted_sum` with weights
         :math:`\alpha_{ij}^{h} a_{rb}` (chunked, nothing per edge kept but the
         weights), and the relation biases weighted by the summed attention
         each target gives each relation, :math:`\sum_r A_{irh}\mathbf{b}_r^{h}`
         with :math:`A` of size ``[N_dst, R, heads]``. Where the edges are
-        fewer than that (:math:`E \cdot F_{out} \le N_{dst} R`: the 94
-        dependency classes over a sentence's few arcs), the biases are
-        weighted per edge instead, ``[E, heads, F_out]`` values that are then
-        no more than :math:`A`'s; on a batch of 64 questions this took the
-        dependency layer from 5.3 ms to 0.7 ms (forward and backward).
+        fewer than that (:math:`E \cdot F_{out} \le N_{dst} R`: many relation
+        classes over few edges, as the 94 dependency classes over a
+        sentence's arcs), the biases are weighted per edge instead,
+        ``[E, heads, F_out]`` values that are then no more than :math:`A`'s.
 
         Args:
             h_src (torch.Tensor): Transformed sources ``[N_src, B, heads, F_out]``.
@@ -406,13 +415,20 @@ class RelationGATConv(MessagePassing):
         """
         B, H, C = h_src.size(1), self.heads, self.out_channels
         src, dst = edge_index[0], edge_index[1]
+        num_edges, num_rel = edge_type.numel(), self.rel_bias.size(0)
+        if num_edges * B * H * C * h_src.element_size() <= scatter.EDGE_CHUNK_BYTES:
+            # One chunk: the messages themselves ([E, B, heads, F_out] at most EDGE_CHUNK_BYTES).
+            return scatter_sum(self.message(h_src.index_select(0, src), alpha, edge_type), dst, num_dst)
         if self.comp is None:
             out = edge_weighted_sum(alpha, h_src[:, 0], src, dst, num_dst)  # [N_dst, H, C]
         else:
             weight = self.comp.index_select(0, edge_type).unsqueeze(-1) * alpha.unsqueeze(1)  # [E, B, H]
             out = edge_weighted_sum(weight.view(-1, B * H), h_src.view(-1, B * H, C), src, dst, num_dst)
             out = out.view(-1, B, H, C).sum(1)  # [N_dst, H, C]
-        num_rel = self.rel_bias.size(0)
+        if num_edges * C <= num_dst * num_rel:
+            # Fewer edges than targets x classes: weight the biases per edge.
+            bias = alpha.unsqueeze(-1) * self.rel_bias.index_select(0, edge_type)  # [E, H, C]
+            return out + scatter_sum(bias, dst, num_dst)
         # Attention each target gives each relation class, summed over its edges.
         per_relation = scatter_sum(alpha, dst * num_rel + edge_type, num_dst * num_rel)  # [N_dst * R, H]
         per_relation = per_relation.view(num_dst, num_rel, H)  # [N_dst, R, H]

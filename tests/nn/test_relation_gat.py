@@ -422,6 +422,28 @@ def test_memory_efficient_path_keeps_the_geometry_of_edges_that_fit_one_chunk():
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
+@pytest.mark.parametrize("num_relations, num_edges", [(200, 40), (NUM_SPATIAL_CLASSES, 900)])
+def test_fused_path_weights_relation_biases_per_edge_where_edges_are_few(
+    monkeypatch, num_relations, num_edges
+):
+    # Several chunks (the fused path); with 200 classes over 40 edges the [N, R, heads] attention per class
+    # would be far larger than the [E, heads, out] biases per edge.
+    monkeypatch.setattr(scatter_module, "EDGE_CHUNK_BYTES", 512)
+    conv = _full_conv(num_relations, num_bases=None)
+    x = torch.randn(30, 16, requires_grad=True)
+    edge_index = torch.randint(0, 30, (2, num_edges))
+    edge_type = torch.randint(0, num_relations, (num_edges,))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        out = conv(x, edge_index, edge_type, torch.randn(num_edges, GEOMETRY_DIM), torch.randn(1, 5))
+    per_class = 30 * num_relations * 2  # [N, R, heads]
+    per_edge = num_edges * 8 <= 30 * num_relations
+    assert (per_class in saved) != per_edge
+    assert (num_edges * 2 * 8 in saved) == per_edge  # [E, heads, out]
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
 def test_message_hooks_and_other_aggregations_take_the_general_path():
     conv = _full_conv().eval()
     x = torch.randn(8, 16)
