@@ -31,7 +31,8 @@ EXPECTED = [
 
 
 def test_quick_run_writes_well_formed_results(tmp_path):
-    payload = run_quick("vqa_synthetic", tmp_path)
+    both = ("--modes", "scene_graph", "pixels", "--pixel-budget", "3")
+    payload = run_quick("vqa_synthetic", tmp_path, *both, results="vqa_synthetic_both")
     results = payload["results"]
     assert [(r["model"], r["group"]) for r in results] == EXPECTED
     check_budget_results(payload)
@@ -79,6 +80,7 @@ def test_quick_run_writes_well_formed_results(tmp_path):
             assert r["options"]["align_weight"] > 0 and r["options"]["pointer"]
     # Scene-graph (and blind) models and pixel models each get their own budget.
     settings = payload["settings"]
+    assert (settings["budget_seconds"], settings["pixel_budget_seconds"]) == (4.0, 3.0)
     for r in results:
         key = "pixel_budget_seconds" if r["group"] == "pixels" else "budget_seconds"
         assert r["budget_seconds"] == settings[key]
@@ -94,8 +96,9 @@ def test_quick_run_writes_well_formed_results(tmp_path):
         assert s["ahead_of_every_baseline"] == (ours["test"]["accuracy"] > best)
         assert s["targets_met"]["accuracy"] == (ours["test"]["accuracy"] >= 0.95)
 
-    table = (tmp_path / "vqa_synthetic.md").read_text()
-    assert table.startswith("# vqa_synthetic")
+    table = (tmp_path / "vqa_synthetic_both.md").read_text()
+    assert table.startswith("# vqa_synthetic_both")
+    assert "Every model trained for 4 s on scene graphs, 3 s on pixels (4 s for the blind one)" in table
     assert "| graph_vqa | scene graphs |" in table and "| cnn_mlp | pixels: CNN grid |" in table
     assert "| graph_vqa | pixels: found objects |" in table
     assert "## Targets (issue 6)" in table and "| pixels |" in table.split("## Targets")[1]
@@ -168,6 +171,15 @@ def test_seeds_mode_reports_each_rows_mean_and_spread(tmp_path):
     assert (again / "vqa_synthetic_seeds.json").read_text() == (
         tmp_path / "vqa_synthetic_seeds.json"
     ).read_text()
+
+
+def test_each_region_mode_writes_its_own_results_file():
+    name = load_script("vqa_synthetic").results_name
+    assert name(["scene_graph"]) == "vqa_synthetic" and name(["pixels"]) == "vqa_synthetic_pixels"
+    assert name(["scene_graph", "pixels"]) == name(["pixels", "scene_graph"]) == "vqa_synthetic_both"
+    assert name(["pixels", "pixels"]) == "vqa_synthetic_pixels"
+    assert name(["pixels"], seeds=3) == name(["pixels"], models=["graph_vqa"]) == "vqa_synthetic_pixels_seeds"
+    assert name(["scene_graph"], seeds=2) == "vqa_synthetic_seeds"
 
 
 def test_percent_never_rounds_onto_a_target():
