@@ -733,9 +733,12 @@ def seed_table(results: List[Dict], seeds: Sequence[int], summary: Dict[str, obj
 
 
 def template_table(results: List[Dict]) -> str:
-    """Accuracy per question template (rows) of each model that saw scene graphs, and of the blind one
-    (columns): the families average over templates that the models find very unequally hard."""
-    ok = [r for r in results if "error" not in r and r["group"] in (MODES["scene_graph"], "blind")]
+    """Accuracy per question template (rows) of each model that saw scene graphs, or pixels in a run
+    without scene graphs, and of the blind one (columns): the families average over templates that the
+    models find very unequally hard."""
+    ok = [r for r in results if "error" not in r]
+    group = MODES["scene_graph"] if any(r["group"] == MODES["scene_graph"] for r in ok) else MODES["pixels"]
+    ok = [r for r in ok if r["group"] in (group, "blind")]
     if not ok or not any(k.startswith("accuracy/template/") for k in ok[0]["test"]):
         return ""
     rows = []
@@ -744,7 +747,7 @@ def template_table(results: List[Dict]) -> str:
             cells = [_pct(r["test"].get(f"accuracy/template/{template}")) for r in ok]
             if any(c != "-" for c in cells):
                 rows.append([family, template] + cells)
-    return "\n## Accuracy per question template (scene graphs), %\n\n" + markdown_table(
+    return f"\n## Accuracy per question template ({group}), %\n\n" + markdown_table(
         ["family", "template"] + [_name(r) for r in ok], rows
     )
 

@@ -212,3 +212,22 @@ def test_models_must_be_rows_of_the_table(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2 and "--models: unknown ['graph_vq']" in result.stderr
+
+
+def test_template_table_of_a_pixel_run_lists_the_pixel_models():
+    script = load_script("vqa_synthetic")
+    test = {"accuracy": 0.5, "accuracy/template/exist": 0.5}
+    results = [
+        {"label": "question_only", "group": "blind", "test": test},
+        {"label": "graph_vqa (pixels)", "group": "pixels", "test": {**test, "accuracy/template/exist": 0.9}},
+    ]
+    table = script.template_table(results)
+    assert "## Accuracy per question template (pixels), %" in table
+    assert (
+        "| family | template | question_only | graph_vqa |" in table
+        and "| existence | exist | 50.0 | 90.0 |" in table
+    )
+    # With scene graphs in the run, their models' (the pixel ones are left out).
+    scene = {"label": "graph_vqa (scene graphs)", "group": "scene graphs", "test": test}
+    assert "(scene graphs)" in script.template_table(results + [scene])
+    assert script.template_table(results + [scene]).count("graph_vqa") == 1
