@@ -1,6 +1,7 @@
 import json
 import os
 import socket
+import warnings
 
 import pytest
 import torch
@@ -216,6 +217,8 @@ def _ddp_worker(rank, world, port, root, out):
         torch.save(params(model), out)
     barrier()
     cleanup()
+    # Everything under test is done: the test forgives a crash of gloo's threads at exit after this.
+    open(f"{out}.rank{rank}.done", "w").close()
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, tmp_path):
@@ -224,7 +227,14 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, t
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "ddp.pt"
-    mp.spawn(_ddp_worker, args=(2, port, train.root, str(out)), nprocs=2, join=True)
+    try:
+        mp.spawn(_ddp_worker, args=(2, port, train.root, str(out)), nprocs=2, join=True)
+    except mp.ProcessExitedException as e:
+        # Killed by a signal at exit, after both ranks trained, saved and left the process group: gloo's
+        # threads can abort the interpreter's teardown ("terminate called without an active exception").
+        if not all(os.path.exists(f"{out}.rank{rank}.done") for rank in range(2)):
+            raise
+        warnings.warn(f"a gloo worker died at exit after finishing its work: {e}")
     single = make_model(train)
     single.drop.p = 0.0
     cfg = TrainConfig(epochs=1, batch_size=16, max_steps=3, lr=1e-2, grad_clip=None, device="cpu")
