@@ -1,12 +1,9 @@
 import os
-import socket
-import time
 import warnings
 from datetime import timedelta
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DistributedSampler
 
@@ -25,17 +22,11 @@ from mmgraph.train.distributed import (
     rank0_only,
     unwrap_model,
 )
+from tests.train import FINISHED, HANG_SECONDS, free_port, mark, run_workers
 
 WORLD_SIZE = 2
 STEPS = 4
-HANG_SECONDS = 180  # workers still running after this are killed and reported
 _TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _global_batch():
@@ -61,14 +52,8 @@ def _on_rank0():
     return get_rank() + 10
 
 
-def _mark(out_dir, rank, stage):
-    """Records how far a worker got, so that a hang can be located."""
-    with open(os.path.join(out_dir, f"rank{rank}.stage"), "w") as f:
-        f.write(stage)
-
-
 def _worker(rank, port, out_dir):
-    _mark(out_dir, rank, "started")
+    mark(out_dir, rank, "started")
     # What torchrun would set; loopback only.
     os.environ.update(
         RANK=str(rank),
@@ -80,13 +65,13 @@ def _worker(rank, port, out_dir):
     torch.set_num_threads(1)
     # A deadlock fails the test after a minute instead of hanging it.
     info = init_distributed(backend="gloo", timeout=timedelta(seconds=60))
-    _mark(out_dir, rank, "process group ready")
+    mark(out_dir, rank, "process group ready")
     results = {"info": (info.rank, info.world_size, info.local_rank, str(info.device), info.is_main)}
     results["again"] = init_distributed() == info
     results["mean"] = all_reduce_mean(torch.tensor([rank + 1.0, 10.0 * rank]))
     results["int_mean"] = all_reduce_mean(torch.tensor([rank]))
 
-    _mark(out_dir, rank, "all-reduced")
+    mark(out_dir, rank, "all-reduced")
     x, y = _global_batch()
     half = x.size(0) // WORLD_SIZE
     ddp = nn.parallel.DistributedDataParallel(_fresh_linear())
@@ -98,7 +83,7 @@ def _worker(rank, port, out_dir):
     results["rank0_only"] = _on_rank0()
     results["is_main"] = is_main_process()
 
-    _mark(out_dir, rank, "trained")
+    mark(out_dir, rank, "trained")
     # The main process writes a cache; the other must find it complete when its turn comes.
     cache = os.path.join(out_dir, "cache.txt")
     with main_process_first():
@@ -114,38 +99,16 @@ def _worker(rank, port, out_dir):
             results["released"] = True
     except RuntimeError:
         results["released"] = "raised"
-    _mark(out_dir, rank, "main_process_first done")
+    mark(out_dir, rank, "main_process_first done")
     barrier()
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    _mark(out_dir, rank, "saved, destroying the process group")
+    mark(out_dir, rank, "saved, destroying the process group")
     cleanup()
-    _mark(out_dir, rank, "finished")
+    mark(out_dir, rank, FINISHED)
 
 
 def _run_workers(out_dir) -> str:
-    """Runs the two workers to the end; "" when they finished (their work done, even if their
-    processes then hung on exit and were killed), else where each one was when, still running after
-    HANG_SECONDS, it was killed. The collectives time out after a minute, but a hang outside them
-    (the store's rendezvous, process exit) would hang the whole suite."""
-    os.makedirs(out_dir, exist_ok=True)
-    context = mp.spawn(_worker, args=(_free_port(), str(out_dir)), nprocs=WORLD_SIZE, join=False)
-    deadline = time.monotonic() + HANG_SECONDS
-    while not context.join(timeout=5):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                if process.is_alive():
-                    process.kill()
-            stages = []
-            for rank in range(WORLD_SIZE):
-                path = os.path.join(out_dir, f"rank{rank}.stage")
-                stages.append(open(path).read() if os.path.exists(path) else "not started")
-            if all(stage == "finished" for stage in stages):
-                # Every worker saved its results and left the process group: what hung is the
-                # interpreter's exit, not the code under test.
-                warnings.warn(f"both gloo workers finished but had not exited after {HANG_SECONDS} s; killed")
-                return ""
-            return "; ".join(f"rank {rank}: {stage}" for rank, stage in enumerate(stages))
-    return ""
+    return run_workers(_worker, (free_port(), str(out_dir)), out_dir, nprocs=WORLD_SIZE)
 
 
 def test_two_gloo_processes(tmp_path):

@@ -1,11 +1,8 @@
 import json
 import os
-import socket
-import warnings
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 from torch_geometric.nn import global_mean_pool
 
@@ -23,6 +20,7 @@ from mmgraph.train.trainer import (
     plot_history,
 )
 from mmgraph.typing import REGION, TOKEN
+from tests.train import FINISHED, HANG_SECONDS, free_port, mark, run_workers
 
 
 class BagModel(nn.Module):
@@ -204,7 +202,7 @@ def test_bad_configuration_errors(data):
         Trainer(make_model(train), [], None, TrainConfig())
 
 
-def _ddp_worker(rank, world, port, root, out):
+def _ddp_worker(rank, world, port, root, out_dir):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -214,27 +212,18 @@ def _ddp_worker(rank, world, port, root, out):
     cfg = TrainConfig(epochs=1, batch_size=8, max_steps=3, lr=1e-2, grad_clip=None, device="cpu")
     Trainer(model, train, None, cfg).fit()
     if rank == 0:
-        torch.save(params(model), out)
+        torch.save(params(model), os.path.join(out_dir, "ddp.pt"))
     barrier()
     cleanup()
-    # Everything under test is done: the test forgives a crash of gloo's threads at exit after this.
-    open(f"{out}.rank{rank}.done", "w").close()
+    mark(out_dir, rank, FINISHED)
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, tmp_path):
     train, _ = data
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = tmp_path / "ddp.pt"
-    try:
-        mp.spawn(_ddp_worker, args=(2, port, train.root, str(out)), nprocs=2, join=True)
-    except mp.ProcessExitedException as e:
-        # Killed by a signal at exit, after both ranks trained, saved and left the process group: gloo's
-        # threads can abort the interpreter's teardown ("terminate called without an active exception").
-        if not all(os.path.exists(f"{out}.rank{rank}.done") for rank in range(2)):
-            raise
-        warnings.warn(f"a gloo worker died at exit after finishing its work: {e}")
+    out = tmp_path / "ddp"
+    hung = run_workers(_ddp_worker, (2, free_port(), train.root, str(out)), out)
+    if hung:
+        pytest.fail(f"the two gloo processes hung (killed after {HANG_SECONDS} s): {hung}")
     single = make_model(train)
     single.drop.p = 0.0
     cfg = TrainConfig(epochs=1, batch_size=16, max_steps=3, lr=1e-2, grad_clip=None, device="cpu")
@@ -242,7 +231,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, t
     trainer = Trainer(single, train, None, cfg)
     trainer.sampler = _Interleaved(len(train), seed=cfg.seed)
     trainer.fit()
-    assert torch.allclose(torch.load(out), params(single), atol=1e-6)
+    assert torch.allclose(torch.load(out / "ddp.pt"), params(single), atol=1e-6)
 
 
 class _Interleaved(EpochSampler):
